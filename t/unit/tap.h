@@ -1,0 +1,113 @@
+/*
+ * Minimal TAP producer for the C unit tests, so `prove -r t` runs them
+ * next to the Perl integration tests.  Header-only on purpose.
+ */
+#ifndef MLG_TAP_H
+#define MLG_TAP_H
+
+#include <stdio.h>
+#include <string.h>
+#include <stdlib.h>
+#include <stdarg.h>
+
+static int tap_count;
+static int tap_failed;
+
+#define ok(cond, ...) tap_ok(!!(cond), __FILE__, __LINE__, __VA_ARGS__)
+#define is_int(got, want, ...) \
+    tap_is_int((long long) (got), (long long) (want), __FILE__, __LINE__, __VA_ARGS__)
+#define is_str(got, want, ...) \
+    tap_is_str((got), (want), __FILE__, __LINE__, __VA_ARGS__)
+
+static void
+tap_vname(const char *fmt, va_list ap)
+{
+    vprintf(fmt, ap);
+}
+
+static int
+tap_ok(int pass, const char *file, int line, const char *fmt, ...)
+{
+    va_list ap;
+
+    tap_count++;
+    printf("%sok %d - ", pass ? "" : "not ", tap_count);
+    va_start(ap, fmt);
+    tap_vname(fmt, ap);
+    va_end(ap);
+    printf("\n");
+    if (!pass) {
+        tap_failed++;
+        printf("#   Failed at %s line %d\n", file, line);
+    }
+    fflush(stdout);
+    return pass;
+}
+
+static int
+tap_is_int(long long got, long long want, const char *file, int line,
+    const char *fmt, ...)
+{
+    va_list ap;
+    int     pass = (got == want);
+
+    tap_count++;
+    printf("%sok %d - ", pass ? "" : "not ", tap_count);
+    va_start(ap, fmt);
+    tap_vname(fmt, ap);
+    va_end(ap);
+    printf("\n");
+    if (!pass) {
+        tap_failed++;
+        printf("#   Failed at %s line %d\n#   got: %lld\n#   expected: %lld\n",
+               file, line, got, want);
+    }
+    fflush(stdout);
+    return pass;
+}
+
+static int
+tap_is_str(const char *got, const char *want, const char *file, int line,
+    const char *fmt, ...)
+{
+    va_list ap;
+    int     pass;
+
+    pass = (got == NULL && want == NULL)
+           || (got != NULL && want != NULL && strcmp(got, want) == 0);
+    tap_count++;
+    printf("%sok %d - ", pass ? "" : "not ", tap_count);
+    va_start(ap, fmt);
+    tap_vname(fmt, ap);
+    va_end(ap);
+    printf("\n");
+    if (!pass) {
+        tap_failed++;
+        printf("#   Failed at %s line %d\n#   got: '%s'\n#   expected: '%s'\n",
+               file, line, got ? got : "(null)", want ? want : "(null)");
+    }
+    fflush(stdout);
+    return pass;
+}
+
+static int
+done_testing(void)
+{
+    printf("1..%d\n", tap_count);
+    fflush(stdout);
+    return tap_failed ? 1 : 0;
+}
+
+static void
+diag(const char *fmt, ...)
+{
+    va_list ap;
+
+    printf("# ");
+    va_start(ap, fmt);
+    vprintf(fmt, ap);
+    va_end(ap);
+    printf("\n");
+}
+
+#endif /* MLG_TAP_H */
