@@ -153,8 +153,8 @@ for my $evil ("$key{alice}x", "x$key{alice}", substr($key{alice}, 0, -1), lc $ke
               "\xe9t\xe9\xff", "$key{alice}\x00") {
     my $res = $t->raw_request("GET /any HTTP/1.1\r\nHost: x\r\nX-API-Key: $evil\r\n"
                               . "Connection: close\r\n\r\n");
-    like $res->{status}, qr/^40[01]$/, 'near-miss or hostile key refused: '
-        . join '', map { sprintf /[[:print:]]/ ? $_ : '\\x%02x', ord } split //, substr($evil, 0, 12);
+    my $shown = join '', map { /[[:print:]]/ ? $_ : sprintf('\\x%02x', ord $_) } split //, substr($evil, 0, 12);
+    like $res->{status}, qr/^40[01]$/, "near-miss or hostile key refused: $shown";
 }
 $r = $t->request(GET => '/any', headers => {'X-API-Key' => $key{alice}});
 is $r->{status}, 200, 'the right key still works after the attack';
