@@ -170,6 +170,15 @@ static ngx_command_t  ngx_http_ml_guard_commands[] = {
       0,
       NULL },
 
+    /* operations: ngx_http_ml_guard_metrics.c */
+
+    { ngx_string("ml_guard_metrics"),
+      NGX_HTTP_LOC_CONF|NGX_CONF_NOARGS,
+      ngx_http_ml_guard_metrics,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      0,
+      NULL },
+
       ngx_null_command
 };
 
@@ -577,7 +586,8 @@ ngx_http_ml_guard_init(ngx_conf_t *cf)
     *h = ngx_http_ml_guard_handler;
 
     if (ngx_http_ml_guard_body_filter_init(cf) != NGX_OK
-        || ngx_http_ml_guard_problem_filter_init(cf) != NGX_OK)
+        || ngx_http_ml_guard_problem_filter_init(cf) != NGX_OK
+        || ngx_http_ml_guard_metrics_init_zone(cf) != NGX_OK)
     {
         return NGX_ERROR;
     }
@@ -644,6 +654,7 @@ ngx_http_ml_guard_handler(ngx_http_request_t *r)
 
         ctx->step = MLG_STEP_LOCKOUT;
         ctx->ratelimit_remaining = -1;
+        ctx->start_us = ngx_http_ml_guard_now_us();
 
         ngx_http_set_ctx(r, ctx, ngx_http_ml_guard_module);
 
@@ -683,6 +694,7 @@ ngx_http_ml_guard_handler(ngx_http_request_t *r)
 
         default: /* MLG_STEP_DONE */
             ctx->decision = 1;
+            ngx_http_ml_guard_metrics_decision(ctx);
             return NGX_DECLINED;
         }
 
@@ -755,6 +767,7 @@ ngx_http_ml_guard_authenticate(ngx_http_request_t *r,
                                       "no credentials were presented");
     }
 
+    ngx_http_ml_guard_metric_add(MLG_METRIC_AUTH_FAILURES, 1);
     ngx_http_ml_guard_auth_failed(r, lcf, ctx);
 
     switch (failure) {

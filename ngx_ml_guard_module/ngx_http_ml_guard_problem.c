@@ -206,6 +206,8 @@ ngx_http_ml_guard_deny(ngx_http_request_t *r, ngx_http_ml_guard_ctx_t *ctx,
         }
     }
 
+    ngx_http_ml_guard_metrics_decision(ctx);
+
     ngx_log_error(NGX_LOG_INFO, r->connection->log, 0,
                   "ml_guard: denied %ui %s: %V",
                   status, ngx_http_ml_guard_reasons[reason].name, &ctx->detail);
