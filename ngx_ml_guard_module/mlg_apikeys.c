@@ -151,30 +151,30 @@ mlg_apikeys_count(const mlg_apikeys_t *t)
 }
 
 
-/* Splits "a,b,c" into roles; returns -1 with a message on a bad name. */
-static int
-mlg_apikey_parse_roles(mlg_apikey_t *k, const char *s, size_t len,
-    char *msg, size_t msglen)
+int
+mlg_roles_parse(const char *s, size_t len, char ***roles_out, size_t *nroles_out,
+    char **joined_out, char *msg, size_t msglen)
 {
     size_t       i, start, n, total;
+    char       **roles, *joined;
     const char  *p;
 
-    k->roles = calloc(MLG_APIKEY_ROLES_MAX + 1, sizeof(char *));
-    k->roles_joined = malloc(len + 1);
-    if (k->roles == NULL || k->roles_joined == NULL) {
+    roles = calloc(MLG_APIKEY_ROLES_MAX + 1, sizeof(char *));
+    joined = malloc(len + 1);
+    if (roles == NULL || joined == NULL) {
         snprintf(msg, msglen, "out of memory");
-        return -1;
+        goto failed;
     }
-    memcpy(k->roles_joined, s, len);
-    k->roles_joined[len] = '\0';
+    memcpy(joined, s, len);
+    joined[len] = '\0';
 
     total = 0;
     start = 0;
-    for (i = 0; i <= len; i++) {
+    for (i = 0; len > 0 && i <= len; i++) {
         if (i < len && s[i] != ',') {
             if (!mlg_role_char((unsigned char) s[i])) {
                 snprintf(msg, msglen, "invalid character in roles");
-                return -1;
+                goto failed;
             }
             continue;
         }
@@ -183,20 +183,34 @@ mlg_apikey_parse_roles(mlg_apikey_t *k, const char *s, size_t len,
         start = i + 1;
         if (n == 0) {
             snprintf(msg, msglen, "empty role name in \"%.*s\"", (int) len, s);
-            return -1;
+            goto failed;
         }
         if (total == MLG_APIKEY_ROLES_MAX) {
             snprintf(msg, msglen, "more than %d roles", MLG_APIKEY_ROLES_MAX);
-            return -1;
+            goto failed;
         }
-        k->roles[total] = strndup(p, n);
-        if (k->roles[total] == NULL) {
+        roles[total] = strndup(p, n);
+        if (roles[total] == NULL) {
             snprintf(msg, msglen, "out of memory");
-            return -1;
+            goto failed;
         }
-        k->nroles = ++total;
+        total++;
     }
+
+    *roles_out = roles;
+    *nroles_out = total;
+    *joined_out = joined;
     return 0;
+
+failed:
+    if (roles) {
+        for (i = 0; roles[i]; i++) {
+            free(roles[i]);
+        }
+        free(roles);
+    }
+    free(joined);
+    return -1;
 }
 
 
@@ -300,22 +314,13 @@ mlg_apikeys_parse_line(mlg_apikeys_t *t, const char *s, size_t len,
         return -1;
     }
 
-    if (nf == 3) {
-        if (mlg_apikey_parse_roles(k, field[2], flen[2], msg, msglen) != 0) {
-            mlg_apikey_free_entry(k);
-            memset(k, 0, sizeof(*k));
-            return -1;
-        }
-
-    } else {
-        k->roles = calloc(1, sizeof(char *));
-        k->roles_joined = strdup("");
-        if (k->roles == NULL || k->roles_joined == NULL) {
-            mlg_apikey_free_entry(k);
-            memset(k, 0, sizeof(*k));
-            snprintf(msg, msglen, "out of memory");
-            return -1;
-        }
+    if (mlg_roles_parse(nf == 3 ? field[2] : "", nf == 3 ? flen[2] : 0,
+                        &k->roles, &k->nroles, &k->roles_joined, msg, msglen)
+        != 0)
+    {
+        mlg_apikey_free_entry(k);
+        memset(k, 0, sizeof(*k));
+        return -1;
     }
 
     t->nkeys++;

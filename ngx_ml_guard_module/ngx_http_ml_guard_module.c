@@ -48,6 +48,12 @@ static char *ngx_http_ml_guard_api_key_header(ngx_conf_t *cf,
 static char *ngx_http_ml_guard_roles(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
 static void ngx_http_ml_guard_api_keys_cleanup(void *data);
+static char *ngx_http_ml_guard_mtls_roles(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
+static void ngx_http_ml_guard_rolemap_cleanup(void *data);
+static ngx_int_t ngx_http_ml_guard_mtls_authenticate(ngx_http_request_t *r,
+    ngx_http_ml_guard_loc_conf_t *lcf, ngx_http_ml_guard_ctx_t *ctx,
+    ngx_http_ml_guard_reason_e *reason);
 
 
 static ngx_command_t  ngx_http_ml_guard_commands[] = {
@@ -76,6 +82,13 @@ static ngx_command_t  ngx_http_ml_guard_commands[] = {
     { ngx_string("ml_guard_api_key_header"),
       NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
       ngx_http_ml_guard_api_key_header,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      0,
+      NULL },
+
+    { ngx_string("ml_guard_mtls_roles"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_http_ml_guard_mtls_roles,
       NGX_HTTP_LOC_CONF_OFFSET,
       0,
       NULL },
@@ -340,6 +353,10 @@ ngx_http_ml_guard_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
         conf->api_keys_file = prev->api_keys_file;
     }
 
+    if (conf->mtls_roles == NULL) {
+        conf->mtls_roles = prev->mtls_roles;
+    }
+
     if (ngx_http_ml_guard_jwt_merge_conf(cf, prev, conf) != NGX_CONF_OK
         || ngx_http_ml_guard_schema_merge_conf(cf, prev, conf) != NGX_CONF_OK
         || ngx_http_ml_guard_ratelimit_merge_conf(cf, prev, conf)
@@ -357,6 +374,10 @@ ngx_http_ml_guard_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
 
         if (ngx_http_ml_guard_jwt_configured(conf)) {
             conf->auth_effective |= NGX_HTTP_ML_GUARD_AUTH_JWT;
+        }
+
+        if (conf->mtls_roles) {
+            conf->auth_effective |= NGX_HTTP_ML_GUARD_AUTH_MTLS;
         }
 
     } else {
@@ -477,6 +498,61 @@ static void
 ngx_http_ml_guard_api_keys_cleanup(void *data)
 {
     mlg_apikeys_free(data);
+}
+
+
+static char *
+ngx_http_ml_guard_mtls_roles(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
+{
+    ngx_http_ml_guard_loc_conf_t *lcf = conf;
+
+    char                 err[512];
+    ngx_str_t           *value, file;
+    mlg_rolemap_t       *map;
+    ngx_pool_cleanup_t  *cln;
+
+    if (lcf->mtls_roles != NULL) {
+        return "is duplicate";
+    }
+
+#if !(NGX_HTTP_SSL)
+    ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                       "\"ml_guard_mtls_roles\" needs nginx built with SSL");
+    return NGX_CONF_ERROR;
+#endif
+
+    value = cf->args->elts;
+    file = value[1];
+
+    if (ngx_conf_full_name(cf->cycle, &file, 1) != NGX_OK) {
+        return NGX_CONF_ERROR;
+    }
+
+    map = mlg_rolemap_load((char *) file.data, err, sizeof(err));
+    if (map == NULL) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0, "%s", err);
+        return NGX_CONF_ERROR;
+    }
+
+    cln = ngx_pool_cleanup_add(cf->pool, 0);
+    if (cln == NULL) {
+        mlg_rolemap_free(map);
+        return NGX_CONF_ERROR;
+    }
+
+    cln->handler = ngx_http_ml_guard_rolemap_cleanup;
+    cln->data = map;
+
+    lcf->mtls_roles = map;
+
+    return NGX_CONF_OK;
+}
+
+
+static void
+ngx_http_ml_guard_rolemap_cleanup(void *data)
+{
+    mlg_rolemap_free(data);
 }
 
 
@@ -762,6 +838,18 @@ ngx_http_ml_guard_authenticate(ngx_http_request_t *r,
         }
     }
 
+    if (methods & NGX_HTTP_ML_GUARD_AUTH_MTLS) {
+        rc = ngx_http_ml_guard_mtls_authenticate(r, lcf, ctx, &reason);
+
+        if (rc == NGX_OK) {
+            return NGX_OK;
+        }
+
+        if (rc == NGX_ERROR && failure == MLG_REASON_NONE) {
+            failure = reason;
+        }
+    }
+
     if (failure == MLG_REASON_NONE) {
         return ngx_http_ml_guard_deny(r, ctx, MLG_REASON_MISSING_CREDENTIALS,
                                       "no credentials were presented");
@@ -788,6 +876,11 @@ ngx_http_ml_guard_authenticate(ngx_http_request_t *r,
         return ngx_http_ml_guard_deny(r, ctx, failure,
                                       "the bearer token's issuer or "
                                       "audience is not accepted here");
+
+    case MLG_REASON_INVALID_CLIENT_CERT:
+        return ngx_http_ml_guard_deny(r, ctx, failure,
+                                      "the client certificate did not "
+                                      "verify");
 
     default:
         return ngx_http_ml_guard_deny(r, ctx, failure,
@@ -868,6 +961,83 @@ ngx_http_ml_guard_api_key_authenticate(ngx_http_request_t *r,
     }
 
     return NGX_OK;
+}
+
+
+/*
+ * mTLS: nginx verified the chain (ssl_verify_client optional|on, with
+ * ssl_client_certificate and ssl_crl); the principal is the subject CN.
+ * NGX_DECLINED when no certificate was sent.
+ */
+static ngx_int_t
+ngx_http_ml_guard_mtls_authenticate(ngx_http_request_t *r,
+    ngx_http_ml_guard_loc_conf_t *lcf, ngx_http_ml_guard_ctx_t *ctx,
+    ngx_http_ml_guard_reason_e *reason)
+{
+#if (NGX_HTTP_SSL)
+    int                         idx, len;
+    X509                       *cert;
+    ngx_int_t                   rc;
+    X509_NAME                  *subject;
+    unsigned char              *cn;
+    X509_NAME_ENTRY            *entry;
+    const mlg_rolemap_entry_t  *e;
+
+    if (r->connection->ssl == NULL) {
+        return NGX_DECLINED;
+    }
+
+    cert = SSL_get_peer_certificate(r->connection->ssl->connection);
+    if (cert == NULL) {
+        return NGX_DECLINED;
+    }
+
+    *reason = MLG_REASON_INVALID_CLIENT_CERT;
+    rc = NGX_ERROR;
+    cn = NULL;
+
+    if (SSL_get_verify_result(r->connection->ssl->connection) != X509_V_OK) {
+        goto done;
+    }
+
+    subject = X509_get_subject_name(cert);
+    idx = subject ? X509_NAME_get_index_by_NID(subject, NID_commonName, -1) : -1;
+    if (idx < 0
+        || X509_NAME_get_index_by_NID(subject, NID_commonName, idx) >= 0)
+    {
+        /* no CN, or several: no single identity */
+        goto done;
+    }
+
+    entry = X509_NAME_get_entry(subject, idx);
+    len = ASN1_STRING_to_UTF8(&cn, X509_NAME_ENTRY_get_data(entry));
+    if (len <= 0 || ngx_strlchr(cn, cn + len, '\0') != NULL) {
+        goto done;
+    }
+
+    e = mlg_rolemap_lookup(lcf->mtls_roles, (char *) cn, (size_t) len);
+
+    if (ngx_http_ml_guard_set_principal(r, ctx, "mtls", cn, (size_t) len,
+                                        e ? (const char *const *) e->roles
+                                          : NULL,
+                                        e ? e->nroles : 0)
+        == NGX_OK)
+    {
+        rc = NGX_OK;
+    }
+
+done:
+
+    if (cn) {
+        OPENSSL_free(cn);
+    }
+
+    X509_free(cert);
+
+    return rc;
+#else
+    return NGX_DECLINED;
+#endif
 }
 
 

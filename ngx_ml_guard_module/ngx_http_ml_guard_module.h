@@ -35,6 +35,7 @@
 #include <ngx_http.h>
 
 #include "mlg_apikeys.h"
+#include "mlg_rolemap.h"
 
 
 #define NGX_HTTP_ML_GUARD_AUTH_API_KEY  0x01
@@ -87,6 +88,8 @@ typedef struct {
     mlg_apikeys_t                       *api_keys;        /* ml_guard_api_keys */
     ngx_str_t                            api_keys_file;
     ngx_str_t                            api_key_header;  /* matched without case */
+
+    mlg_rolemap_t                       *mtls_roles;      /* ml_guard_mtls_roles */
 
     ngx_array_t                         *roles;           /* of ngx_str_t */
 
