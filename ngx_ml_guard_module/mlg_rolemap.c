@@ -1,7 +1,7 @@
 #include "mlg_rolemap.h"
 #include "mlg_apikeys.h"
+#include "mlg_conffile.h"
 
-#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -53,9 +53,10 @@ mlg_rolemap_count(const mlg_rolemap_t *map)
 
 
 static int
-mlg_rolemap_add(mlg_rolemap_t *map, const char *s, size_t len, unsigned line,
+mlg_rolemap_add(void *data, const char *s, size_t len, unsigned line,
     char *msg, size_t msglen)
 {
+    mlg_rolemap_t        *map = data;
     size_t                cut, nlen, i;
     mlg_rolemap_entry_t  *e, *grown;
 
@@ -116,10 +117,6 @@ mlg_rolemap_parse(const char *buf, size_t len, const char *name, char *err,
     size_t errlen)
 {
     mlg_rolemap_t  *map;
-    const char     *p, *end, *eol, *hash;
-    unsigned        line;
-    size_t          n;
-    char            msg[256];
 
     map = calloc(1, sizeof(mlg_rolemap_t));
     if (map == NULL) {
@@ -127,73 +124,29 @@ mlg_rolemap_parse(const char *buf, size_t len, const char *name, char *err,
         return NULL;
     }
 
-    p = buf;
-    end = buf + len;
-    line = 0;
-    while (p < end) {
-        line++;
-        eol = memchr(p, '\n', (size_t) (end - p));
-        if (eol == NULL) {
-            eol = end;
-        }
-        n = (size_t) (eol - p);
-        if (memchr(p, '\0', n) != NULL) {
-            snprintf(err, errlen, "%s:%u: NUL byte in role file", name, line);
-            goto failed;
-        }
-        hash = memchr(p, '#', n);
-        if (hash) {
-            n = (size_t) (hash - p);
-        }
-        while (n > 0 && (p[n - 1] == ' ' || p[n - 1] == '\t' || p[n - 1] == '\r')) {
-            n--;
-        }
-        while (n > 0 && (*p == ' ' || *p == '\t')) {
-            p++;
-            n--;
-        }
-        if (n > 0 && mlg_rolemap_add(map, p, n, line, msg, sizeof(msg)) != 0) {
-            snprintf(err, errlen, "%s:%u: %s", name, line, msg);
-            goto failed;
-        }
-        p = eol + 1;
+    if (mlg_conffile_each_line(buf, len, name, mlg_rolemap_add, map,
+                               err, errlen) != 0)
+    {
+        mlg_rolemap_free(map);
+        return NULL;
     }
-    return map;
 
-failed:
-    mlg_rolemap_free(map);
-    return NULL;
+    return map;
 }
 
 
 mlg_rolemap_t *
 mlg_rolemap_load(const char *path, char *err, size_t errlen)
 {
-    FILE           *f;
     char           *buf;
     size_t          n;
     mlg_rolemap_t  *map;
 
-    f = fopen(path, "rb");
-    if (f == NULL) {
-        snprintf(err, errlen, "%s: cannot open role file: %s", path, strerror(errno));
-        return NULL;
-    }
-    buf = malloc(MLG_ROLEMAP_FILE_MAX + 1);
+    buf = mlg_conffile_read(path, MLG_ROLEMAP_FILE_MAX, &n, err, errlen);
     if (buf == NULL) {
-        fclose(f);
-        snprintf(err, errlen, "%s: out of memory", path);
         return NULL;
     }
-    n = fread(buf, 1, MLG_ROLEMAP_FILE_MAX + 1, f);
-    if (ferror(f) || n > MLG_ROLEMAP_FILE_MAX) {
-        snprintf(err, errlen, "%s: cannot read role file (or larger than %d bytes)",
-                 path, MLG_ROLEMAP_FILE_MAX);
-        free(buf);
-        fclose(f);
-        return NULL;
-    }
-    fclose(f);
+
     map = mlg_rolemap_parse(buf, n, path, err, errlen);
     free(buf);
     return map;

@@ -47,10 +47,8 @@ static char *ngx_http_ml_guard_api_key_header(ngx_conf_t *cf,
     ngx_command_t *cmd, void *conf);
 static char *ngx_http_ml_guard_roles(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
-static void ngx_http_ml_guard_api_keys_cleanup(void *data);
 static char *ngx_http_ml_guard_mtls_roles(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
-static void ngx_http_ml_guard_rolemap_cleanup(void *data);
 static ngx_int_t ngx_http_ml_guard_mtls_authenticate(ngx_http_request_t *r,
     ngx_http_ml_guard_loc_conf_t *lcf, ngx_http_ml_guard_ctx_t *ctx,
     ngx_http_ml_guard_reason_e *reason);
@@ -443,15 +441,76 @@ ngx_http_ml_guard_auth(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 }
 
 
+/*
+ * Loads a file named by a directive through a plain-C loader at
+ * configuration time; the result lives as long as the configuration cycle.
+ */
+static void *
+ngx_http_ml_guard_load_file(ngx_conf_t *cf, ngx_str_t *file,
+    void *(*load)(const char *path, char *err, size_t errlen),
+    void (*release)(void *data))
+{
+    char                 err[512];
+    void                *obj;
+    ngx_pool_cleanup_t  *cln;
+
+    if (ngx_conf_full_name(cf->cycle, file, 1) != NGX_OK) {
+        return NULL;
+    }
+
+    obj = load((char *) file->data, err, sizeof(err));
+    if (obj == NULL) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0, "%s", err);
+        return NULL;
+    }
+
+    cln = ngx_pool_cleanup_add(cf->pool, 0);
+    if (cln == NULL) {
+        release(obj);
+        return NULL;
+    }
+
+    cln->handler = release;
+    cln->data = obj;
+
+    return obj;
+}
+
+
+static void *
+ngx_http_ml_guard_api_keys_load(const char *path, char *err, size_t errlen)
+{
+    return mlg_apikeys_load(path, err, errlen);
+}
+
+
+static void
+ngx_http_ml_guard_api_keys_release(void *data)
+{
+    mlg_apikeys_free(data);
+}
+
+
+static void *
+ngx_http_ml_guard_rolemap_load(const char *path, char *err, size_t errlen)
+{
+    return mlg_rolemap_load(path, err, errlen);
+}
+
+
+static void
+ngx_http_ml_guard_rolemap_release(void *data)
+{
+    mlg_rolemap_free(data);
+}
+
+
 static char *
 ngx_http_ml_guard_api_keys(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 {
     ngx_http_ml_guard_loc_conf_t *lcf = conf;
 
-    char                 err[512];
-    ngx_str_t           *value, file;
-    mlg_apikeys_t       *keys;
-    ngx_pool_cleanup_t  *cln;
+    ngx_str_t  *value, file;
 
     if (lcf->api_keys != NULL) {
         return "is duplicate";
@@ -460,44 +519,22 @@ ngx_http_ml_guard_api_keys(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
     value = cf->args->elts;
     file = value[1];
 
-    if (ngx_conf_full_name(cf->cycle, &file, 1) != NGX_OK) {
+    lcf->api_keys = ngx_http_ml_guard_load_file(cf, &file,
+                                                ngx_http_ml_guard_api_keys_load,
+                                                ngx_http_ml_guard_api_keys_release);
+    if (lcf->api_keys == NULL) {
         return NGX_CONF_ERROR;
     }
 
-    keys = mlg_apikeys_load((char *) file.data, err, sizeof(err));
-    if (keys == NULL) {
-        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0, "%s", err);
-        return NGX_CONF_ERROR;
-    }
-
-    /* the table lives as long as this configuration cycle */
-
-    cln = ngx_pool_cleanup_add(cf->pool, 0);
-    if (cln == NULL) {
-        mlg_apikeys_free(keys);
-        return NGX_CONF_ERROR;
-    }
-
-    cln->handler = ngx_http_ml_guard_api_keys_cleanup;
-    cln->data = keys;
-
-    if (mlg_apikeys_count(keys) == 0) {
+    if (mlg_apikeys_count(lcf->api_keys) == 0) {
         ngx_conf_log_error(NGX_LOG_WARN, cf, 0,
                            "key file \"%V\" holds no keys: every API key "
                            "will be refused", &file);
     }
 
-    lcf->api_keys = keys;
     lcf->api_keys_file = file;
 
     return NGX_CONF_OK;
-}
-
-
-static void
-ngx_http_ml_guard_api_keys_cleanup(void *data)
-{
-    mlg_apikeys_free(data);
 }
 
 
@@ -506,53 +543,25 @@ ngx_http_ml_guard_mtls_roles(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 {
     ngx_http_ml_guard_loc_conf_t *lcf = conf;
 
-    char                 err[512];
-    ngx_str_t           *value, file;
-    mlg_rolemap_t       *map;
-    ngx_pool_cleanup_t  *cln;
+#if (NGX_HTTP_SSL)
+    ngx_str_t  *value, file;
 
     if (lcf->mtls_roles != NULL) {
         return "is duplicate";
     }
 
-#if !(NGX_HTTP_SSL)
-    ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                       "\"ml_guard_mtls_roles\" needs nginx built with SSL");
-    return NGX_CONF_ERROR;
-#endif
-
     value = cf->args->elts;
     file = value[1];
 
-    if (ngx_conf_full_name(cf->cycle, &file, 1) != NGX_OK) {
-        return NGX_CONF_ERROR;
-    }
+    lcf->mtls_roles = ngx_http_ml_guard_load_file(cf, &file,
+                                                  ngx_http_ml_guard_rolemap_load,
+                                                  ngx_http_ml_guard_rolemap_release);
 
-    map = mlg_rolemap_load((char *) file.data, err, sizeof(err));
-    if (map == NULL) {
-        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0, "%s", err);
-        return NGX_CONF_ERROR;
-    }
-
-    cln = ngx_pool_cleanup_add(cf->pool, 0);
-    if (cln == NULL) {
-        mlg_rolemap_free(map);
-        return NGX_CONF_ERROR;
-    }
-
-    cln->handler = ngx_http_ml_guard_rolemap_cleanup;
-    cln->data = map;
-
-    lcf->mtls_roles = map;
-
-    return NGX_CONF_OK;
-}
-
-
-static void
-ngx_http_ml_guard_rolemap_cleanup(void *data)
-{
-    mlg_rolemap_free(data);
+    return lcf->mtls_roles ? NGX_CONF_OK : NGX_CONF_ERROR;
+#else
+    (void) lcf;
+    return "needs nginx built with SSL";
+#endif
 }
 
 

@@ -51,7 +51,7 @@ conf_fails("location / { ml_guard_api_keys $f; }", qr/dup-hash\.txt:3: duplicate
 $f = $t->write_file('roles.txt', "alice $h1 a,,b\n");
 conf_fails("location / { ml_guard_api_keys $f; }", qr/roles\.txt:1: empty role name/, 'empty role');
 
-conf_fails("location / { ml_guard_api_keys %%DIR%%/missing.txt; }", qr/missing\.txt: cannot open key file/,
+conf_fails("location / { ml_guard_api_keys %%DIR%%/missing.txt; }", qr/missing\.txt: cannot open file/,
            'missing key file');
 
 conf_fails("location / { ml_guard_auth api_key password; }",

@@ -148,7 +148,7 @@ main(void)
     mlg_apikeys_free(t);
 
     t = mlg_apikeys_load("/nonexistent/keys.txt", err, sizeof(err));
-    ok(t == NULL && strstr(err, "cannot open key file") != NULL, "missing file reported");
+    ok(t == NULL && strstr(err, "cannot open file") != NULL, "missing file reported");
 
     /* many keys: the table grows and every key is still found */
     {
