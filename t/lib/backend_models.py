@@ -82,6 +82,7 @@ def threshold_rows(model, X, rng, count):
     compares it) and one float32 step below / above."""
     trees = getattr(model, "estimators_", [model])
     rows = []
+    rounded_up = 0
     while len(rows) < count:
         t = trees[rng.integers(len(trees))].tree_
         internal = np.flatnonzero(t.children_left != -1)
@@ -91,12 +92,14 @@ def threshold_rows(model, X, rng, count):
         f, thr = t.feature[node], t.threshold[node]
         base = X[rng.integers(len(X))].astype(np.float32)
         t32 = np.float32(thr)
+        # here a plain float32 comparison with float32(thr) would go wrong
+        rounded_up += float(t32) > thr
         for v in (t32, np.nextafter(t32, np.float32(-np.inf)),
                   np.nextafter(t32, np.float32(np.inf))):
             r = base.copy()
             r[f] = v
             rows.append(r)
-    return np.array(rows[:count], dtype=np.float32)
+    return np.array(rows[:count], dtype=np.float32), rounded_up
 
 
 def cases(model, X, rng, n_random=300, n_threshold=300):
@@ -104,10 +107,10 @@ def cases(model, X, rng, n_random=300, n_threshold=300):
     span = hi - lo
     rand = rng.uniform(lo - 0.1 * span, hi + 0.1 * span,
                        size=(n_random, X.shape[1])).astype(np.float32)
-    rows = np.vstack([rand, X[:50].astype(np.float32),
-                      threshold_rows(model, X, rng, n_threshold)])
+    on_thr, rounded_up = threshold_rows(model, X, rng, n_threshold)
+    rows = np.vstack([rand, X[:50].astype(np.float32), on_thr])
     X64 = rows.astype(np.float64)     # exactly the float32 values
-    out = {"rows": X64.tolist()}
+    out = {"rows": X64.tolist(), "rounded_up": int(rounded_up)}
     pred = model.predict(X64)
     out["predict"] = pred.tolist()
     if hasattr(model, "predict_proba"):
