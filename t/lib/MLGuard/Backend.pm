@@ -188,6 +188,7 @@ sub new {
     my $sock = IO::Socket::UNIX->new(Type => SOCK_STREAM, Peer => $path)
         or croak "connect $path: $!";
     $sock->autoflush(1);
+    $SIG{PIPE} = 'IGNORE';    # a server that closed early must not kill the test
     return bless { sock => $sock, buf => '', timeout => 10 }, $class;
 }
 
@@ -259,6 +260,17 @@ sub read_response {
     }
     my $body = substr($self->{buf}, 0, $len, '');
     return { status => $status + 0, headers => \%h, body => $body };
+}
+
+# Waits until the unread input matches $re; returns true if it did.
+sub read_until {
+    my ($self, $re, $timeout) = @_;
+    my $deadline = time + ($timeout // 5);
+    while ($self->{buf} !~ $re) {
+        my $n = $self->_fill($deadline);
+        return 0 unless $n && $n > 0;
+    }
+    return 1;
 }
 
 # True once the server has closed the connection (EOF or reset) within the
