@@ -83,7 +83,8 @@ add_model_arg(const char *arg)
         fprintf(stderr, "ml-guard-backend: at most %d models\n", MAX_MODELS);
         return -1;
     }
-    if (eq != NULL && eq != arg && valid_name(arg, (size_t) (eq - arg))) {
+    /* NAME=FILE when the '=' comes before any '/' (paths may hold '=') */
+    if (eq != NULL && memchr(arg, '/', (size_t) (eq - arg)) == NULL) {
         path = eq + 1;
         base = arg;
         nlen = (size_t) (eq - arg);
