@@ -157,7 +157,9 @@ mlg_model_free(mlg_model_t *m)
         free(m->labels);
     }
     free(m->roots);
+    free(m->depth);
     free(m->nodes);
+    free(m->leaf_index);
     free(m->values);
     free(m);
 }
@@ -235,6 +237,7 @@ mlg_model_parse(const unsigned char *buf, size_t len, int flags, char *err)
     int32_t               left, right, feature;
     double                thr, v;
     uint64_t              k, nv;
+    uint32_t             *node_depth = NULL;
 
     if (len < 4 || memcmp(buf, "MLGF", 4) != 0) {
         if (mlg_is_sealed(buf, len)) {
@@ -341,9 +344,14 @@ mlg_model_parse(const unsigned char *buf, size_t len, int flags, char *err)
 
     nv = (uint64_t) m->n_leaves * m->n_outputs;
     m->roots = malloc(sizeof(uint32_t) * m->n_trees);
+    m->depth = calloc(m->n_trees, sizeof(uint32_t));
     m->nodes = malloc(sizeof(mlg_node_t) * m->n_nodes);
+    m->leaf_index = malloc(sizeof(int32_t) * m->n_nodes);
+    node_depth = calloc(m->n_nodes, sizeof(uint32_t));
     m->values = malloc(sizeof(double) * nv);
-    if (m->roots == NULL || m->nodes == NULL || m->values == NULL) {
+    if (m->roots == NULL || m->depth == NULL || m->nodes == NULL
+        || m->leaf_index == NULL || node_depth == NULL || m->values == NULL)
+    {
         set_err(err, "out of memory");
         goto fail;
     }
@@ -379,10 +387,14 @@ mlg_model_parse(const unsigned char *buf, size_t len, int flags, char *err)
                     set_err(err, "tree %u: more leaves than declared", t);
                     goto fail;
                 }
-                m->nodes[base + i].thr = 0.0f;
-                m->nodes[base + i].feature = -1 - (int32_t) (leaf_base + leaves);
-                m->nodes[base + i].left = -1;
-                m->nodes[base + i].right = -1;
+                m->nodes[base + i].thr = NAN;     /* marks a leaf */
+                m->nodes[base + i].feature = 0;
+                m->nodes[base + i].child[0] = (int32_t) (base + i);
+                m->nodes[base + i].child[1] = (int32_t) (base + i);
+                m->leaf_index[base + i] = (int32_t) (leaf_base + leaves);
+                if (node_depth[base + i] > m->depth[t]) {
+                    m->depth[t] = node_depth[base + i];
+                }
                 leaves++;
                 continue;
             }
@@ -404,8 +416,19 @@ mlg_model_parse(const unsigned char *buf, size_t len, int flags, char *err)
             }
             m->nodes[base + i].thr = mlg_threshold_f32(thr);
             m->nodes[base + i].feature = feature;
-            m->nodes[base + i].left = (int32_t) base + left;
-            m->nodes[base + i].right = (int32_t) base + right;
+            m->nodes[base + i].child[0] = (int32_t) (base + (uint32_t) left);
+            m->nodes[base + i].child[1] = (int32_t) (base + (uint32_t) right);
+            m->leaf_index[base + i] = -1;
+            /* a tree: every node but the root has exactly one parent */
+            if (node_depth[base + (uint32_t) left] != 0
+                || node_depth[base + (uint32_t) right] != 0 || left == right)
+            {
+                set_err(err, "tree %u node %u: a child has two parents", t, i);
+                goto fail;
+            }
+            /* parents come first, so depths propagate in one pass */
+            node_depth[base + (uint32_t) left] = node_depth[base + i] + 1;
+            node_depth[base + (uint32_t) right] = node_depth[base + i] + 1;
         }
         if (leaves != tl) {
             set_err(err, "tree %u: %u leaves, header says %u", t, leaves, tl);
@@ -428,9 +451,11 @@ mlg_model_parse(const unsigned char *buf, size_t len, int flags, char *err)
         }
         m->values[k] = v;
     }
+    free(node_depth);
     return m;
 
 fail:
+    free(node_depth);
     mlg_model_free(m);
     return NULL;
 }
@@ -600,74 +625,119 @@ mlg_model_load_file(const char *path, const unsigned char *key, char *err)
 /* Rows per block: the block's accumulators stay in L1 while every tree is
  * walked for it, and one tree serves the whole block while it is cached. */
 #define ROW_BLOCK 64
+/* Rows walked in lockstep: independent loads overlap their latencies. */
+#define LANES 8
+
+static void
+accumulate(const mlg_model_t *m, int32_t leaf_node, double *o)
+{
+    const double  *v = m->values + (size_t) m->leaf_index[leaf_node] * m->n_outputs;
+    uint32_t       c;
+
+    for (c = 0; c < m->n_outputs; c++) {
+        o[c] += v[c];
+    }
+}
+
+/* Small batches: one row walks LANES trees in lockstep instead. */
+static void
+predict_row_by_trees(const mlg_model_t *m, const float *xr, double *o)
+{
+    const mlg_node_t  *nodes = m->nodes, *n;
+    int32_t            idx[LANES];
+    uint32_t           t;
+    int                k, live;
+
+    for (t = 0; t + LANES <= m->n_trees; t += LANES) {
+        for (k = 0; k < LANES; k++) {
+            idx[k] = (int32_t) m->roots[t + (uint32_t) k];
+        }
+        do {
+            live = 0;
+            for (k = 0; k < LANES; k++) {
+                n = &nodes[idx[k]];
+                live |= n->thr == n->thr;
+                idx[k] = n->child[!(xr[n->feature] <= n->thr)];
+            }
+        } while (live);
+        for (k = 0; k < LANES; k++) {      /* in tree order, as sklearn sums */
+            accumulate(m, idx[k], o);
+        }
+    }
+    for (; t < m->n_trees; t++) {
+        int32_t  i = (int32_t) m->roots[t];
+
+        while (nodes[i].thr == nodes[i].thr) {
+            n = &nodes[i];
+            i = n->child[!(xr[n->feature] <= n->thr)];
+        }
+        accumulate(m, i, o);
+    }
+}
 
 void
 mlg_model_predict(const mlg_model_t *m, const float *x, size_t n_rows,
     double *out)
 {
-    const mlg_node_t  *nodes = m->nodes;
-    const double      *values = m->values;
-    const float       *r0, *r1, *r2, *r3;
+    const mlg_node_t  *nodes = m->nodes, *n;
+    const float       *row[LANES];
     size_t             b, r, end, nf = m->n_features, no = m->n_outputs;
-    uint32_t           t, c;
-    int32_t            i0, i1, i2, i3, root;
-    double            *o;
-    const double      *v;
+    uint32_t           t;
+    int32_t            idx[LANES], root;
+    int                k;
 
     memset(out, 0, sizeof(double) * n_rows * no);
+
+    if (n_rows < LANES) {
+        for (r = 0; r < n_rows; r++) {
+            predict_row_by_trees(m, x + r * nf, out + r * no);
+        }
+        goto mean;
+    }
 
     for (b = 0; b < n_rows; b += ROW_BLOCK) {
         end = b + ROW_BLOCK < n_rows ? b + ROW_BLOCK : n_rows;
         for (t = 0; t < m->n_trees; t++) {
             root = (int32_t) m->roots[t];
             r = b;
-            /* four independent walks interleaved to overlap cache misses */
-            for (; r + 4 <= end; r += 4) {
-                r0 = x + r * nf;
-                r1 = r0 + nf;
-                r2 = r1 + nf;
-                r3 = r2 + nf;
-                i0 = i1 = i2 = i3 = root;
-                for ( ;; ) {
-                    int  more = 0;
+            /*
+             * LANES walks in lockstep without data-dependent branches: a
+             * lane at a leaf stays there (leaves loop to themselves; their
+             * NaN threshold sends every x to child[1]) until all lanes are.
+             */
+            for (; r + LANES <= end; r += LANES) {
+                int  live;
 
-#define STEP(I, R)                                                       \
-                    if (nodes[I].feature >= 0) {                          \
-                        I = R[nodes[I].feature] <= nodes[I].thr           \
-                            ? nodes[I].left : nodes[I].right;             \
-                        more = 1;                                         \
-                    }
-                    STEP(i0, r0) STEP(i1, r1) STEP(i2, r2) STEP(i3, r3)
-#undef STEP
-                    if (!more) {
-                        break;
-                    }
+                for (k = 0; k < LANES; k++) {
+                    row[k] = x + (r + (size_t) k) * nf;
+                    idx[k] = root;
                 }
-#define ACC(I, K)                                                        \
-                v = values + (size_t) (-1 - nodes[I].feature) * no;      \
-                o = out + (r + K) * no;                                  \
-                for (c = 0; c < no; c++) {                               \
-                    o[c] += v[c];                                        \
+                do {
+                    live = 0;
+                    for (k = 0; k < LANES; k++) {
+                        n = &nodes[idx[k]];
+                        live |= n->thr == n->thr;
+                        idx[k] = n->child[!(row[k][n->feature] <= n->thr)];
+                    }
+                } while (live);
+                for (k = 0; k < LANES; k++) {
+                    accumulate(m, idx[k], out + (r + (size_t) k) * no);
                 }
-                ACC(i0, 0) ACC(i1, 1) ACC(i2, 2) ACC(i3, 3)
-#undef ACC
             }
             for (; r < end; r++) {
-                r0 = x + r * nf;
-                i0 = root;
-                while (nodes[i0].feature >= 0) {
-                    i0 = r0[nodes[i0].feature] <= nodes[i0].thr
-                         ? nodes[i0].left : nodes[i0].right;
+                const float  *xr = x + r * nf;
+                int32_t       i = root;
+
+                while (nodes[i].thr == nodes[i].thr) {
+                    n = &nodes[i];
+                    i = n->child[!(xr[n->feature] <= n->thr)];
                 }
-                v = values + (size_t) (-1 - nodes[i0].feature) * no;
-                o = out + r * no;
-                for (c = 0; c < no; c++) {
-                    o[c] += v[c];
-                }
+                accumulate(m, i, out + r * no);
             }
         }
     }
 
+mean:
     for (r = 0; r < n_rows * no; r++) {
         out[r] /= (double) m->n_trees;
     }

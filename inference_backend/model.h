@@ -18,16 +18,16 @@
 #define MLG_PARSE_SKIP_CHECKSUM  1   /* only for the fuzz target */
 
 /*
- * One split node, 16 bytes, four to a cache line.  feature >= 0: an internal
- * node sending x to left when (float) x <= thr.  feature < 0: a leaf whose
- * outputs start at values[(-1 - feature) * n_outputs].  left/right index the
- * model-wide node array.
+ * One node, 16 bytes, four to a cache line.  An internal node sends x to
+ * child[1] when !((float) x[feature] <= thr), else to child[0].  A leaf points
+ * to itself through both children (feature 0), so a walk can run a fixed
+ * number of steps without branching; leaf_index[] gives its outputs at
+ * values[leaf_index * n_outputs].  Children index the model-wide node array.
  */
 typedef struct {
     float    thr;
     int32_t  feature;
-    int32_t  left;
-    int32_t  right;
+    int32_t  child[2];
 } mlg_node_t;
 
 typedef struct {
@@ -40,7 +40,9 @@ typedef struct {
     int          numeric_labels;
     char       **labels;         /* n_outputs NUL-terminated class labels */
     uint32_t    *roots;          /* n_trees */
+    uint32_t    *depth;          /* n_trees: edges on the longest path */
     mlg_node_t  *nodes;          /* n_nodes */
+    int32_t     *leaf_index;     /* n_nodes: leaf number, -1 for splits */
     double      *values;         /* n_leaves * n_outputs */
 } mlg_model_t;
 
