@@ -624,9 +624,9 @@ mlg_model_load_file(const char *path, const unsigned char *key, char *err)
 
 /* Rows per block: the block's accumulators stay in L1 while every tree is
  * walked for it, and one tree serves the whole block while it is cached. */
-#define ROW_BLOCK 64
+#define ROW_BLOCK 256
 /* Rows walked in lockstep: independent loads overlap their latencies. */
-#define LANES 8
+#define LANES 32
 
 static void
 accumulate(const mlg_model_t *m, int32_t leaf_node, double *o)

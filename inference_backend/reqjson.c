@@ -130,6 +130,112 @@ slow:
     return d;
 }
 
+/*
+ * float32 of a JSON number, exactly (float) strtod(s), which is what numpy
+ * does with a float64 array cast to float32.  Up to 19 significant digits
+ * and 10^27 the value is computed in long double (64-bit mantissa, one
+ * rounding); that result is kept when it lies clearly away from every
+ * float32 rounding midpoint, where double rounding could change the answer.
+ * Everything else (and near-midpoint values) goes through strtod.
+ */
+static const long double  pow10_ld[] = {
+    1e0L, 1e1L, 1e2L, 1e3L, 1e4L, 1e5L, 1e6L, 1e7L, 1e8L, 1e9L, 1e10L, 1e11L,
+    1e12L, 1e13L, 1e14L, 1e15L, 1e16L, 1e17L, 1e18L, 1e19L, 1e20L, 1e21L,
+    1e22L, 1e23L, 1e24L, 1e25L, 1e26L, 1e27L
+};
+
+float
+mlg_parse_float32(const char *s, size_t n)
+{
+    const char   *p = s, *end = s + n;
+    uint64_t      mant = 0;
+    int           digits = 0, exp10 = 0, neg = 0, eneg = 0, e = 0;
+    long double   v, lo_mid, hi_mid, tol;
+    float         f;
+    char          tmp[64];
+
+    if (p < end && *p == '-') {
+        neg = 1;
+        p++;
+    }
+    for (; p < end && *p >= '0' && *p <= '9'; p++) {
+        if (digits >= 19) {
+            goto slow;
+        }
+        mant = mant * 10 + (uint64_t) (*p - '0');
+        digits += mant != 0;
+    }
+    if (p < end && *p == '.') {
+        for (p++; p < end && *p >= '0' && *p <= '9'; p++) {
+            if (digits >= 19) {
+                goto slow;
+            }
+            mant = mant * 10 + (uint64_t) (*p - '0');
+            digits += mant != 0;
+            exp10--;
+        }
+    }
+    if (p < end && (*p == 'e' || *p == 'E')) {
+        p++;
+        if (p < end && (*p == '+' || *p == '-')) {
+            eneg = *p++ == '-';
+        }
+        for (; p < end && *p >= '0' && *p <= '9'; p++) {
+            if (e > 10000) {
+                goto slow;
+            }
+            e = e * 10 + (*p - '0');
+        }
+        exp10 += eneg ? -e : e;
+    }
+    if (p != end) {
+        goto slow;
+    }
+    if (mant == 0) {
+        return neg ? -0.0f : 0.0f;
+    }
+    if (digits <= 15 && exp10 >= -22 && exp10 <= 22) {
+        double  d = (double) mant;           /* exact: Clinger's fast path */
+
+        d = exp10 < 0 ? d / pow10_exact[-exp10] : d * pow10_exact[exp10];
+        f = (float) d;
+        return neg ? -f : f;
+    }
+    if (exp10 < -27 || exp10 > 27) {
+        goto slow;
+    }
+    v = (long double) mant;
+    v = exp10 < 0 ? v / pow10_ld[-exp10] : v * pow10_ld[exp10];
+    f = (float) v;
+    if (!(f >= 1.17549435e-38f && f < 3.40282347e38f)) {
+        goto slow;                            /* subnormal, zero or overflow */
+    }
+    lo_mid = ((long double) f + (long double) nextafterf(f, 0.0f)) / 2;
+    hi_mid = ((long double) f + (long double) nextafterf(f, INFINITY)) / 2;
+    tol = v * 0x1p-50L;
+    if (v - lo_mid > tol && hi_mid - v > tol) {
+        return neg ? -f : f;
+    }
+
+slow:
+    if (n >= sizeof(tmp)) {
+        char  *copy = malloc(n + 1);
+        double d;
+
+        if (copy == NULL) {
+            return NAN;
+        }
+        memcpy(copy, s, n);
+        copy[n] = '\0';
+        d = strtod(copy, NULL);
+        free(copy);
+        return (float) d;
+    }
+    memcpy(tmp, s, n);
+    tmp[n] = '\0';
+    return (float) strtod(tmp, NULL);
+}
+
 /* Validates JSON number syntax at s->p; returns its length or 0. */
 static size_t
 number_len(const char *p, const char *end)
@@ -354,49 +460,64 @@ grow(scan_t *s, size_t need)
     return 0;
 }
 
-/* A feature value; where names the position for error messages. */
-static int
-number(scan_t *s, size_t at, const char *where)
+/* Position of a value for error messages: name[i][j], name[j] or name[i]. */
+typedef struct {
+    const char  *name;
+    long         row;     /* -1: none */
+    size_t       col;
+} where_t;
+
+static const char *
+where_str(const where_t *w, char *buf, size_t cap)
 {
-    const char  *endp;
+    if (w->row >= 0) {
+        snprintf(buf, cap, "%s[%ld][%zu]", w->name, w->row, w->col);
+    } else {
+        snprintf(buf, cap, "%s[%zu]", w->name, w->col);
+    }
+    return buf;
+}
+
+/* A feature value, stored as float32 at x[at]. */
+static int
+number(scan_t *s, size_t at, const where_t *wh)
+{
+    char         wb[96];
     size_t       n;
-    double       d;
     float        f;
     int          c;
 
     c = peek(s);
     if (c == '"') {
         return fail(s, "%s is a string, not a number (non-numeric feature)",
-                    where);
+                    where_str(wh, wb, sizeof(wb)));
     }
     if (c == 't' || c == 'f') {
         return fail(s, "%s is a boolean, not a number (non-numeric feature)",
-                    where);
+                    where_str(wh, wb, sizeof(wb)));
     }
     if (c == 'n') {
-        return fail(s, "%s is null, not a number (non-numeric feature)", where);
+        return fail(s, "%s is null, not a number (non-numeric feature)",
+                    where_str(wh, wb, sizeof(wb)));
     }
     if (c == '[' || c == '{') {
-        return fail(s, "%s is an %s, not a number (non-numeric feature)", where,
-                    c == '[' ? "array" : "object");
+        return fail(s, "%s is an %s, not a number (non-numeric feature)",
+                    where_str(wh, wb, sizeof(wb)), c == '[' ? "array" : "object");
     }
     if (c == 'N' || c == 'I' || (c == '-' && s->p + 1 < s->end && s->p[1] == 'I'))
     {
         return fail(s, "%s is NaN or Infinity: features must be finite numbers",
-                    where);
+                    where_str(wh, wb, sizeof(wb)));
     }
     n = number_len(s->p, s->end);
     if (n == 0) {
         return malformed(s, "expected a number");
     }
-    d = mlg_parse_double(s->p, &endp);
-    if (endp != s->p + n) {
-        d = strtod(s->p, NULL);
-    }
+    f = mlg_parse_float32(s->p, n);
     s->p += n;
-    f = (float) d;
     if (!isfinite(f)) {
-        return fail(s, "%s is too large for float32", where);
+        return fail(s, "%s is too large for float32",
+                    where_str(wh, wb, sizeof(wb)));
     }
     if (grow(s, at + 1) != 0) {
         return -1;
@@ -412,8 +533,8 @@ number(scan_t *s, size_t at, const char *where)
 static long
 row(scan_t *s, size_t at, const char *name, long r)
 {
-    char    where[96];
-    size_t  n = 0;
+    where_t  wh = { name, r, 0 };
+    size_t   n = 0;
     int     c;
 
     if (peek(s) != '[') {
@@ -425,12 +546,8 @@ row(scan_t *s, size_t at, const char *name, long r)
         return 0;
     }
     for ( ;; ) {
-        if (r >= 0) {
-            snprintf(where, sizeof(where), "%s[%ld][%zu]", name, r, n);
-        } else {
-            snprintf(where, sizeof(where), "%s[%zu]", name, n);
-        }
-        if (number(s, at + n, where) != 0) {
+        wh.col = n;
+        if (number(s, at + n, &wh) != 0) {
             return -2;
         }
         n++;
@@ -651,15 +768,15 @@ typedef struct {
 static int
 v2_data(scan_t *s, v2_t *v, int depth)
 {
-    char  where[64];
+    where_t  wh = { "inputs[0].data", -1, 0 };
     int   c;
 
     if (depth > 8) {
         return fail(s, "inputs[0].data nested too deeply");
     }
     if (peek(s) != '[') {
-        snprintf(where, sizeof(where), "inputs[0].data[%zu]", v->values);
-        if (number(s, v->values, where) != 0) {
+        wh.col = v->values;
+        if (number(s, v->values, &wh) != 0) {
             return -1;
         }
         v->values++;

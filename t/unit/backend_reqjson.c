@@ -1,4 +1,5 @@
 /* Unit tests for inference_backend/reqjson.c: number parsing, request shapes. */
+#include <math.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -64,6 +65,54 @@ test_numbers(void)
     is_int(bad, 0, "mlg_parse_double == strtod on 300000 decimal strings");
 }
 
+static void
+test_float32(void)
+{
+    char   s[80];
+    int    i, bad = 0, n;
+    float  want, got, a;
+
+    for (i = 0; i < 400000; i++) {
+        uint32_t  bits = (uint32_t) rnd();
+
+        memcpy(&a, &bits, sizeof(a));
+        if (a != a || a - a != 0) {
+            a = 0.75f;
+        }
+        switch (i % 5) {
+        case 0:     /* Python's repr of a float32 value cast to float64 */
+            n = snprintf(s, sizeof(s), "%.17g", (double) a);
+            break;
+        case 1:     /* exactly a float32 rounding midpoint: ties to even */
+            n = snprintf(s, sizeof(s), "%.40g",
+                         ((double) a + (double) nextafterf(a, INFINITY)) / 2);
+            break;
+        case 2:     /* a hair either side of a midpoint */
+            n = snprintf(s, sizeof(s), "%.17g",
+                         nextafter(((double) a + (double) nextafterf(a, INFINITY)) / 2,
+                                   (i & 8) ? INFINITY : -INFINITY));
+            break;
+        case 3:     /* 16..19 digit decimals with exponents */
+            n = snprintf(s, sizeof(s), "%llu%llue%d",
+                         (unsigned long long) (rnd() % 1000000000),
+                         (unsigned long long) (rnd() % 10000000000ull),
+                         (int) (rnd() % 60) - 40);
+            break;
+        default:    /* short decimals */
+            n = snprintf(s, sizeof(s), "%.*g", (int) (rnd() % 9 + 1), (double) a);
+        }
+        want = (float) strtod(s, NULL);
+        got = mlg_parse_float32(s, (size_t) n);
+        if (memcmp(&want, &got, sizeof(float)) != 0) {
+            if (bad++ < 5) {
+                diag("%s: got %.9g want %.9g", s, (double) got, (double) want);
+            }
+        }
+    }
+    is_int(bad, 0, "mlg_parse_float32 == (float) strtod on 400000 numbers, "
+           "midpoints included");
+}
+
 static int
 parse(int (*fn)(mlg_request_t *, const char *, size_t), mlg_request_t *rq,
     const char *body)
@@ -125,6 +174,7 @@ int
 main(void)
 {
     test_numbers();
+    test_float32();
     test_requests();
     return done_testing();
 }
