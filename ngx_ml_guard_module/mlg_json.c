@@ -166,6 +166,7 @@ mlg_json_parse(const char *buf, size_t len, unsigned max_depth,
     json_t        *root;
     json_error_t   jerr;
     size_t         off;
+    const char    *nul;
     char           text[128];
 
     if (mlg_json_depth_check(buf, len, max_depth, &off) != 0) {
@@ -173,6 +174,19 @@ mlg_json_parse(const char *buf, size_t len, unsigned max_depth,
             snprintf(err, errlen,
                      "nesting deeper than %u levels at offset %zu",
                      max_depth, off);
+        }
+        return NULL;
+    }
+
+    /*
+     * A raw NUL byte is never valid JSON, but jansson's lexer takes it for
+     * the end of input and would accept "123\0garbage".
+     */
+    nul = memchr(buf, '\0', len);
+    if (nul != NULL) {
+        if (err && errlen) {
+            snprintf(err, errlen, "NUL byte at offset %zu",
+                     (size_t) (nul - buf));
         }
         return NULL;
     }
