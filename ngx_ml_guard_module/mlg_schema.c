@@ -570,16 +570,27 @@ mlg_compile_regex(mlg_compile_t *cc, const char *src, size_t len)
     int          rc;
     PCRE2_SIZE   off;
     PCRE2_UCHAR  msg[128];
-    char        *pat;
-    size_t       patlen;
+    char                   *pat;
+    size_t                  patlen;
+    pcre2_compile_context  *ccx;
 
     pat = mlg_regex_translate(src, len, &patlen);
     if (pat == NULL) {
         mlg_compile_error(cc, "out of memory");
         return NULL;
     }
+    ccx = pcre2_compile_context_create(NULL);
+    if (ccx == NULL) {
+        free(pat);
+        mlg_compile_error(cc, "out of memory");
+        return NULL;
+    }
+    /* ECMA-262 escapes: \uhhhh and \u{h...}; $ only at the very end */
+    pcre2_set_compile_extra_options(ccx, PCRE2_EXTRA_ALT_BSUX);
     re = pcre2_compile((PCRE2_SPTR) pat, patlen,
-                       PCRE2_UTF | PCRE2_DOLLAR_ENDONLY, &rc, &off, NULL);
+                       PCRE2_UTF | PCRE2_DOLLAR_ENDONLY | PCRE2_ALT_BSUX,
+                       &rc, &off, ccx);
+    pcre2_compile_context_free(ccx);
     free(pat);
     if (re == NULL) {
         pcre2_get_error_message(rc, msg, sizeof(msg));
