@@ -1535,17 +1535,24 @@ mlg_schema_load(const char *path, char *err, size_t errlen)
     json_t        *json;
     json_error_t   jerr;
     mlg_schema_t  *schema;
+    FILE          *f;
     char           msg[512];
 
-    json = json_load_file(path, JSON_REJECT_DUPLICATES | JSON_ALLOW_NUL, &jerr);
+    f = fopen(path, "rb");
+    if (f == NULL) {
+        if (err && errlen) {
+            snprintf(err, errlen, "%s: cannot open: %s", path,
+                     strerror(errno));
+        }
+        return NULL;
+    }
+    json = json_loadf(f, JSON_DECODE_ANY | JSON_REJECT_DUPLICATES
+                     | JSON_ALLOW_NUL, &jerr);
+    fclose(f);
     if (json == NULL) {
         if (err && errlen) {
-            if (jerr.line > 0) {
-                snprintf(err, errlen, "%s: line %d column %d: %s", path,
-                         jerr.line, jerr.column, jerr.text);
-            } else {
-                snprintf(err, errlen, "%s: %s", path, jerr.text);
-            }
+            snprintf(err, errlen, "%s: line %d column %d: %s", path,
+                     jerr.line, jerr.column, jerr.text);
         }
         return NULL;
     }
