@@ -789,6 +789,70 @@ mlg_compile_ref(mlg_compile_t *cc, const json_t *v)
     return node;
 }
 
+/* checks an object-valued keyword and allocates one entry per member */
+static void *
+mlg_member_array(mlg_compile_t *cc, const json_t *v, size_t size,
+    const char *what)
+{
+    void    *a;
+    size_t   n;
+
+    if (!json_is_object(v)) {
+        mlg_compile_error(cc, "must be an object of %s", what);
+        return NULL;
+    }
+    n = json_object_size(v);
+    a = calloc(n ? n : 1, size);
+    if (a == NULL) {
+        mlg_compile_error(cc, "out of memory");
+    }
+    return a;
+}
+
+/*
+ * Compiles every member of an object of schemas (properties,
+ * patternProperties, $defs); returns the nodes in member order, or NULL.
+ */
+static mlg_node_t **
+mlg_compile_members(mlg_compile_t *cc, const json_t *v)
+{
+    size_t        i = 0, klen, saved;
+    void         *it;
+    json_t       *sub;
+    const char   *key;
+    mlg_node_t  **nodes;
+
+    if (!json_is_object(v)) {
+        mlg_compile_error(cc, "must be an object of schemas");
+        return NULL;
+    }
+    nodes = calloc(json_object_size(v) + 1, sizeof(mlg_node_t *));
+    if (nodes == NULL) {
+        mlg_compile_error(cc, "out of memory");
+        return NULL;
+    }
+    for (it = json_object_iter((json_t *) v); it;
+         it = json_object_iter_next((json_t *) v, it))
+    {
+        key = json_object_iter_key(it);
+        klen = json_object_iter_key_len(it);
+        sub = json_object_iter_value(it);
+        if (!mlg_is_schema(sub)) {
+            saved = mlg_ptr_push(cc, key, klen);
+            mlg_compile_error(cc, "must be a schema (object or boolean)");
+            mlg_ptr_pop(cc, saved);
+            free(nodes);
+            return NULL;
+        }
+        nodes[i] = mlg_compile_sub(cc, sub, key, klen);
+        if (nodes[i++] == NULL) {
+            free(nodes);
+            return NULL;
+        }
+    }
+    return nodes;
+}
+
 typedef int (*mlg_keyword_pt)(mlg_compile_t *cc, mlg_node_t *node,
     const json_t *v, const json_t *obj);
 
@@ -797,6 +861,18 @@ typedef int (*mlg_keyword_pt)(mlg_compile_t *cc, mlg_node_t *node,
         const json_t *v, const json_t *obj)
 
 #define MLG_UNUSED  (void) node; (void) v; (void) obj
+
+#define MLG_KW_SCHEMA(name, field)                                            \
+    MLG_KW(name)                                                              \
+    {                                                                         \
+        MLG_UNUSED;                                                           \
+        if (!mlg_is_schema(v)) {                                              \
+            mlg_compile_error(cc, "must be a schema (object or boolean)");    \
+            return -1;                                                        \
+        }                                                                     \
+        node->field = mlg_compile_node(cc, v);                                \
+        return node->field ? 0 : -1;                                          \
+    }
 
 MLG_KW(annotation_string)
 {
@@ -862,33 +938,12 @@ MLG_KW(id)
 
 MLG_KW(defs)
 {
-    const char  *key;
-    json_t      *sub;
-    void        *it;
+    mlg_node_t  **nodes;
 
     MLG_UNUSED;
-    if (!json_is_object(v)) {
-        mlg_compile_error(cc, "$defs must be an object of schemas");
-        return -1;
-    }
-    for (it = json_object_iter((json_t *) v); it;
-         it = json_object_iter_next((json_t *) v, it))
-    {
-        key = json_object_iter_key(it);
-        sub = json_object_iter_value(it);
-        if (!mlg_is_schema(sub)) {
-            size_t saved = mlg_ptr_push(cc, key, json_object_iter_key_len(it));
-            mlg_compile_error(cc, "must be a schema (object or boolean)");
-            mlg_ptr_pop(cc, saved);
-            return -1;
-        }
-        if (mlg_compile_sub(cc, sub, key, json_object_iter_key_len(it))
-            == NULL)
-        {
-            return -1;
-        }
-    }
-    return 0;
+    nodes = mlg_compile_members(cc, v);
+    free(nodes);
+    return nodes ? 0 : -1;
 }
 
 MLG_KW(ref)
@@ -969,47 +1024,33 @@ MLG_KW(const)
 
 MLG_KW(properties)
 {
-    const char  *key;
-    size_t       n, i, klen;
-    json_t      *sub;
-    void        *it;
+    size_t        i = 0, klen;
+    void         *it;
+    mlg_node_t  **nodes;
 
     MLG_UNUSED;
-    if (!json_is_object(v)) {
-        mlg_compile_error(cc, "properties must be an object of schemas");
+    nodes = mlg_compile_members(cc, v);
+    if (nodes == NULL) {
         return -1;
     }
-    n = json_object_size(v);
-    node->props = calloc(n ? n : 1, sizeof(mlg_prop_t));
-    if (node->props == NULL) {
-        mlg_compile_error(cc, "out of memory");
-        return -1;
-    }
-    i = 0;
-    for (it = json_object_iter((json_t *) v); it;
+    node->props = calloc(json_object_size(v) + 1, sizeof(mlg_prop_t));
+    for (it = json_object_iter((json_t *) v); it && node->props;
          it = json_object_iter_next((json_t *) v, it))
     {
-        key = json_object_iter_key(it);
         klen = json_object_iter_key_len(it);
-        sub = json_object_iter_value(it);
-        if (!mlg_is_schema(sub)) {
-            size_t saved = mlg_ptr_push(cc, key, klen);
-            mlg_compile_error(cc, "must be a schema (object or boolean)");
-            mlg_ptr_pop(cc, saved);
-            return -1;
-        }
         node->props[i].name = malloc(klen + 1);
         if (node->props[i].name == NULL) {
-            mlg_compile_error(cc, "out of memory");
-            return -1;
+            break;
         }
-        memcpy(node->props[i].name, key, klen + 1);
+        memcpy(node->props[i].name, json_object_iter_key(it), klen + 1);
         node->props[i].len = klen;
+        node->props[i].node = nodes[i];
         node->nprops = ++i;
-        node->props[i - 1].node = mlg_compile_sub(cc, sub, key, klen);
-        if (node->props[i - 1].node == NULL) {
-            return -1;
-        }
+    }
+    free(nodes);
+    if (node->props == NULL || it != NULL) {
+        mlg_compile_error(cc, "out of memory");
+        return -1;
     }
     qsort(node->props, node->nprops, sizeof(mlg_prop_t), mlg_prop_cmp);
     return 0;
@@ -1017,71 +1058,44 @@ MLG_KW(properties)
 
 MLG_KW(pattern_properties)
 {
-    const char  *key;
-    size_t       n, i, klen, saved;
-    json_t      *sub;
-    void        *it;
+    size_t        i = 0, klen, saved;
+    void         *it;
+    const char   *key;
+    mlg_node_t  **nodes;
 
     MLG_UNUSED;
-    if (!json_is_object(v)) {
-        mlg_compile_error(cc, "patternProperties must be an object of "
-                          "schemas");
+    nodes = mlg_compile_members(cc, v);
+    if (nodes == NULL) {
         return -1;
     }
-    n = json_object_size(v);
-    node->pprops = calloc(n ? n : 1, sizeof(mlg_pattern_prop_t));
+    node->pprops = calloc(json_object_size(v) + 1, sizeof(mlg_pattern_prop_t));
     if (node->pprops == NULL) {
+        free(nodes);
         mlg_compile_error(cc, "out of memory");
         return -1;
     }
-    i = 0;
     for (it = json_object_iter((json_t *) v); it;
          it = json_object_iter_next((json_t *) v, it))
     {
         key = json_object_iter_key(it);
         klen = json_object_iter_key_len(it);
-        sub = json_object_iter_value(it);
         saved = mlg_ptr_push(cc, key, klen);
-        if (!mlg_is_schema(sub)) {
-            mlg_compile_error(cc, "must be a schema (object or boolean)");
-            mlg_ptr_pop(cc, saved);
-            return -1;
-        }
         node->pprops[i].re = mlg_compile_regex(cc, key, klen);
         mlg_ptr_pop(cc, saved);
         if (node->pprops[i].re == NULL) {
+            free(nodes);
             return -1;
         }
+        node->pprops[i].node = nodes[i];
         node->npprops = ++i;
-        node->pprops[i - 1].node = mlg_compile_sub(cc, sub, key, klen);
-        if (node->pprops[i - 1].node == NULL) {
-            return -1;
-        }
     }
+    free(nodes);
     return 0;
 }
 
-MLG_KW(additional_properties)
-{
-    MLG_UNUSED;
-    if (!mlg_is_schema(v)) {
-        mlg_compile_error(cc, "must be a schema (object or boolean)");
-        return -1;
-    }
-    node->additional = mlg_compile_node(cc, v);
-    return node->additional ? 0 : -1;
-}
+MLG_KW_SCHEMA(additional_properties, additional)
 
-MLG_KW(property_names)
-{
-    MLG_UNUSED;
-    if (!mlg_is_schema(v)) {
-        mlg_compile_error(cc, "must be a schema (object or boolean)");
-        return -1;
-    }
-    node->property_names = mlg_compile_node(cc, v);
-    return node->property_names ? 0 : -1;
-}
+MLG_KW_SCHEMA(property_names, property_names)
 
 MLG_KW(required)
 {
@@ -1093,20 +1107,14 @@ MLG_KW(required)
 MLG_KW(dependent_required)
 {
     const char  *key;
-    size_t       n, i, klen, saved;
+    size_t       i, klen, saved;
     void        *it;
     int          rc;
 
     MLG_UNUSED;
-    if (!json_is_object(v)) {
-        mlg_compile_error(cc, "dependentRequired must be an object of "
-                          "string arrays");
-        return -1;
-    }
-    n = json_object_size(v);
-    node->deps = calloc(n ? n : 1, sizeof(mlg_dependency_t));
+    node->deps = mlg_member_array(cc, v, sizeof(mlg_dependency_t),
+                                  "string arrays");
     if (node->deps == NULL) {
-        mlg_compile_error(cc, "out of memory");
         return -1;
     }
     i = 0;
@@ -1256,18 +1264,6 @@ MLG_KW(one_of)
     MLG_UNUSED;
     return mlg_compile_list(cc, v, &node->one_of, "oneOf");
 }
-
-#define MLG_KW_SCHEMA(name, field)                                            \
-    MLG_KW(name)                                                              \
-    {                                                                         \
-        MLG_UNUSED;                                                           \
-        if (!mlg_is_schema(v)) {                                              \
-            mlg_compile_error(cc, "must be a schema (object or boolean)");    \
-            return -1;                                                        \
-        }                                                                     \
-        node->field = mlg_compile_node(cc, v);                                \
-        return node->field ? 0 : -1;                                          \
-    }
 
 MLG_KW_SCHEMA(not, not_)
 MLG_KW_SCHEMA(if, if_)
@@ -1568,71 +1564,99 @@ mlg_schema_load(const char *path, char *err, size_t errlen)
 /* validation                                                             */
 
 typedef struct {
+    const char  *key;       /* NULL: an array index */
+    size_t       len;
+    size_t       index;
+} mlg_segment_t;
+
+typedef struct {
     const mlg_schema_t   *schema;
     mlg_schema_errors_t  *out;
     unsigned              probe;    /* > 0: only the verdict matters */
     int                   stop;     /* enough known: unwind */
     unsigned              depth;
-    char                  path[MLG_SCHEMA_PATH_MAX];
-    size_t                path_len;
-    int                   path_cut;
+    /*
+     * The instance location as a stack of segments, rendered into a JSON
+     * pointer only when an error is reported.  A pointer never holds more
+     * than MLG_SCHEMA_PATH_MAX / 2 segments ("/0" is the shortest), so
+     * deeper levels are only counted.
+     */
+    mlg_segment_t         segs[MLG_SCHEMA_PATH_MAX / 2];
+    size_t                nsegs;
+    size_t                segs_over;
 } mlg_validate_t;
 
-typedef struct {
-    size_t  len;
-    int     cut;
-} mlg_path_mark_t;
+static size_t mlg_utf8_trim(const char *s, size_t len);
 
-static mlg_path_mark_t
-mlg_path_push(mlg_validate_t *vc, const char *seg, size_t len)
+static void
+mlg_path_push(mlg_validate_t *vc, const char *key, size_t len, size_t index)
 {
-    mlg_path_mark_t  mark = { vc->path_len, vc->path_cut };
-    size_t           i, room = MLG_SCHEMA_PATH_MAX - 4;
-    const char      *esc;
+    mlg_segment_t  *seg;
 
-    if (vc->probe) {
-        return mark;    /* paths are only needed for reported errors */
+    if (vc->nsegs == sizeof(vc->segs) / sizeof(vc->segs[0])) {
+        vc->segs_over++;
+        return;
     }
-    if (vc->path_cut || vc->path_len + 1 > room) {
-        vc->path_cut = 1;
-        return mark;
-    }
-    vc->path[vc->path_len++] = '/';
-    for (i = 0; i < len; i++) {
-        esc = seg[i] == '~' ? "~0" : seg[i] == '/' ? "~1" : NULL;
-        if (vc->path_len + (esc ? 2 : 1) > room) {
-            vc->path_cut = 1;
-            break;
-        }
-        if (esc) {
-            vc->path[vc->path_len++] = esc[0];
-            vc->path[vc->path_len++] = esc[1];
-        } else {
-            vc->path[vc->path_len++] = seg[i];
-        }
-    }
-    return mark;
-}
-
-static mlg_path_mark_t
-mlg_path_push_index(mlg_validate_t *vc, size_t index)
-{
-    char  buf[32];
-    int   n;
-
-    if (vc->probe) {
-        mlg_path_mark_t  mark = { vc->path_len, vc->path_cut };
-        return mark;
-    }
-    n = snprintf(buf, sizeof(buf), "%zu", index);
-    return mlg_path_push(vc, buf, (size_t) n);
+    seg = &vc->segs[vc->nsegs++];
+    seg->key = key;
+    seg->len = len;
+    seg->index = index;
 }
 
 static void
-mlg_path_pop(mlg_validate_t *vc, mlg_path_mark_t mark)
+mlg_path_pop(mlg_validate_t *vc)
 {
-    vc->path_len = mark.len;
-    vc->path_cut = mark.cut;
+    if (vc->segs_over) {
+        vc->segs_over--;
+    } else {
+        vc->nsegs--;
+    }
+}
+
+/* the JSON pointer of the current location, RFC 6901 escaped, cut to fit */
+static void
+mlg_path_render(const mlg_validate_t *vc, mlg_schema_error_t *e)
+{
+    size_t       i, k, n = 0, room = MLG_SCHEMA_PATH_MAX - 4, slen;
+    int          cut = vc->segs_over > 0;
+    char         num[32];
+    const char  *s, *esc;
+
+    for (i = 0; i < vc->nsegs && !cut; i++) {
+        if (vc->segs[i].key) {
+            s = vc->segs[i].key;
+            slen = vc->segs[i].len;
+        } else {
+            slen = (size_t) snprintf(num, sizeof(num), "%zu",
+                                     vc->segs[i].index);
+            s = num;
+        }
+        if (n + 1 > room) {
+            cut = 1;
+            break;
+        }
+        e->path[n++] = '/';
+        for (k = 0; k < slen; k++) {
+            esc = s[k] == '~' ? "~0" : s[k] == '/' ? "~1" : NULL;
+            if (n + (esc ? 2 : 1) > room) {
+                cut = 1;
+                break;
+            }
+            if (esc) {
+                e->path[n++] = esc[0];
+                e->path[n++] = esc[1];
+            } else {
+                e->path[n++] = s[k];
+            }
+        }
+    }
+    if (cut) {
+        n = mlg_utf8_trim(e->path, n);
+        memcpy(e->path + n, "...", 3);
+        n += 3;
+    }
+    e->path[n] = '\0';
+    e->path_len = n;
 }
 
 /* length of s[0..len) without a trailing incomplete UTF-8 sequence */
@@ -1679,14 +1703,7 @@ mlg_fail(mlg_validate_t *vc, const char *fmt, ...)
         return 0;
     }
     e = &vc->out->errors[vc->out->count++];
-    len = mlg_utf8_trim(vc->path, vc->path_len);
-    memcpy(e->path, vc->path, len);
-    if (vc->path_cut) {
-        memcpy(e->path + len, "...", 3);
-        len += 3;
-    }
-    e->path[len] = '\0';
-    e->path_len = len;
+    mlg_path_render(vc, e);
 
     va_start(ap, fmt);
     vsnprintf(e->message, sizeof(e->message), fmt, ap);
@@ -1865,7 +1882,6 @@ mlg_validate_object(mlg_validate_t *vc, const mlg_node_t *node,
     json_t              *value, *name;
     void                *it;
     int                  valid = 1, matched, m;
-    mlg_path_mark_t      mark;
     char                 buf[32];
 
     n = json_object_size(inst);
@@ -1929,7 +1945,7 @@ mlg_validate_object(mlg_validate_t *vc, const mlg_node_t *node,
         key = json_object_iter_key(it);
         klen = json_object_iter_key_len(it);
         value = json_object_iter_value(it);
-        mark = mlg_path_push(vc, key, klen);
+        mlg_path_push(vc, key, klen, 0);
         matched = 0;
 
         if (node->property_names) {
@@ -1990,12 +2006,12 @@ mlg_validate_object(mlg_validate_t *vc, const mlg_node_t *node,
                 goto stop;
             }
         }
-        mlg_path_pop(vc, mark);
+        mlg_path_pop(vc);
     }
     return valid;
 
 stop:
-    mlg_path_pop(vc, mark);
+    mlg_path_pop(vc);
     return 0;
 }
 
@@ -2068,7 +2084,6 @@ mlg_validate_array(mlg_validate_t *vc, const mlg_node_t *node,
 {
     size_t           i, n, a, b;
     int              valid = 1, u;
-    mlg_path_mark_t  mark;
     char             buf[32];
 
     n = json_array_size(inst);
@@ -2107,7 +2122,7 @@ mlg_validate_array(mlg_validate_t *vc, const mlg_node_t *node,
             }
             continue;
         }
-        mark = mlg_path_push_index(vc, i);
+        mlg_path_push(vc, NULL, 0, i);
         if (sub->boolean == 0 && i >= node->prefix.n) {
             snprintf(buf, sizeof(buf), "%zu", node->prefix.n);
             valid = mlg_fail(vc, "items: no items allowed after the first %s",
@@ -2115,7 +2130,7 @@ mlg_validate_array(mlg_validate_t *vc, const mlg_node_t *node,
         } else if (!mlg_validate_node(vc, sub, json_array_get(inst, i))) {
             valid = 0;
         }
-        mlg_path_pop(vc, mark);
+        mlg_path_pop(vc);
         if (vc->stop) {
             return 0;
         }

@@ -11,14 +11,7 @@ use JSON::PP;
 use B;
 use MLGuard::Test;
 
-# one write per request: no Nagle/delayed-ACK stalls between header and body
-sub post_json {
-    my ($t, $path, $body) = @_;
-    my $r = $t->raw_request("POST $path HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n"
-        . "Content-Type: application/json\r\nContent-Length: " . length($body) . "\r\n\r\n" . $body);
-    $r->{content} = $r->{body};
-    return $r;
-}
+use MLGuard::Post qw(post_json);
 
 my $dir = MLGuard::Test::root() . '/t/data/json-schema-test-suite/draft2020-12';
 my %supported = map { $_ => 1 } qw(
