@@ -131,6 +131,13 @@ static ngx_command_t  ngx_http_ml_guard_commands[] = {
       0,
       NULL },
 
+    { ngx_string("ml_guard_jwt_cache"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_http_ml_guard_jwt_cache_flag,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      0,
+      NULL },
+
     /* JSON and schema: ngx_http_ml_guard_schema.c */
 
     { ngx_string("ml_guard_schema"),
