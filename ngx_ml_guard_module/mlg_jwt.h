@@ -6,10 +6,11 @@
  * buffers and the current time in and turns the results into nginx
  * variables and problem+json responses.
  *
- * Keys are parsed once (at config time); verification never parses a key
- * file.  Signature checks are done by libjwt 1.10.2, which is only ever
- * called with a non-NULL key and after the token's header has been checked
- * by us: its alg must equal the pinned algorithm of the selected key.
+ * Keys are parsed once (at config time); verification never parses a key.
+ * Before any crypto the token's header is checked by us: its alg must equal
+ * the pinned algorithm of the selected key.  HS* signatures are then
+ * checked by libjwt 1.10.2 (never with a NULL key), RS* and ES* with
+ * OpenSSL 3 and the key parsed at load time.
  */
 #ifndef MLG_JWT_H
 #define MLG_JWT_H
@@ -94,7 +95,8 @@ typedef struct {
  * fills id.  Checks, in order, each failing as the reason given:
  *   size, shape (three non-empty base64url parts), header JSON object,
  *   header alg == pinned alg of the key chosen by kid       invalid_token
- *   signature (libjwt), libjwt's alg == pinned alg          invalid_token
+ *   signature (HS*: libjwt, whose alg must be the pinned    invalid_token
+ *   one too; RS*, ES*: OpenSSL with the parsed key)
  *   payload JSON object                                     invalid_token
  *   exp (required unless exp_optional): now < exp + leeway  token_expired
  *   nbf: now + leeway >= nbf                                token_not_yet_valid
