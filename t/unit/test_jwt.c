@@ -402,8 +402,10 @@ test_attacks(EVP_PKEY *rsa, EVP_PKEY *rsa2, EVP_PKEY *p256)
     tok = tk_sign("RS256", hdr("RS256", NULL), claims(NULL), rsa, NULL, 0, 0);
     is_int(verify(ks_rs, tok, NOW, NULL), MLG_JWT_OK, "RS256 baseline verifies");
     h = tk_b64url_str("{\"sub\":\"admin\",\"exp\":1800000000}");
-    snprintf(buf, sizeof(buf), "%.*s.%s%s", (int) (strchr(tok, '.') - tok), tok, h,
-             strrchr(tok, '.'));
+    /* header of tok, forged payload, signature of tok */
+    n = strcspn(tok, ".");
+    memcpy(buf, tok, n);
+    snprintf(buf + n, sizeof(buf) - n, ".%s%s", h, tok + strlen(tok) - strlen(strrchr(tok, '.')));
     is_int(verify(ks_rs, buf, NOW, NULL), MLG_JWT_INVALID, "tampered payload -> invalid_token");
     free(h);
     strcpy(buf, tok);
@@ -450,6 +452,40 @@ test_attacks(EVP_PKEY *rsa, EVP_PKEY *rsa2, EVP_PKEY *p256)
            "HS256 signed with the RSA public PEM at an RS256 key -> invalid_token");
     free(tok);
     free(pem);
+
+    /* ES256 signatures that are not raw R||S of 64 bytes */
+    tok = tk_sign("ES256", hdr("ES256", NULL), claims(NULL), p256, NULL, 0, 32);
+    {
+        unsigned char  der[160], *q;
+        size_t         dlen = sizeof(der);
+        char          *d64, *input;
+        EVP_MD_CTX    *md = EVP_MD_CTX_new();
+
+        input = strndup(tok, (size_t) (strrchr(tok, '.') - tok));
+        EVP_DigestSignInit(md, NULL, EVP_sha256(), NULL, p256);
+        EVP_DigestSign(md, der, &dlen, (unsigned char *) input, strlen(input));
+        EVP_MD_CTX_free(md);
+        d64 = tk_b64url(der, dlen);
+        snprintf(buf, sizeof(buf), "%s.%s", input, d64);
+        is_int(verify(ks_es, buf, NOW, NULL), MLG_JWT_INVALID, "ES256 with a DER signature -> invalid_token");
+        free(d64);
+        memset(der, 0, 64);
+        d64 = tk_b64url(der, 64);
+        snprintf(buf, sizeof(buf), "%s.%s", input, d64);
+        is_int(verify(ks_es, buf, NOW, NULL), MLG_JWT_INVALID, "ES256 with r = s = 0 -> invalid_token");
+        free(d64);
+        q = der;
+        memset(q, 0xff, 64);
+        d64 = tk_b64url(der, 64);
+        snprintf(buf, sizeof(buf), "%s.%s", input, d64);
+        is_int(verify(ks_es, buf, NOW, NULL), MLG_JWT_INVALID, "ES256 with r, s >= n -> invalid_token");
+        free(d64);
+        snprintf(buf, sizeof(buf), "%s", tok);
+        buf[strlen(buf) - 4] = '\0';
+        is_int(verify(ks_es, buf, NOW, NULL), MLG_JWT_INVALID, "ES256 signature 3 bytes short -> invalid_token");
+        free(input);
+    }
+    free(tok);
 
     /* algorithms of the wrong family or size */
     tok = tk_sign("ES256", hdr("ES256", NULL), claims(NULL), p256, NULL, 0, 32);
