@@ -38,7 +38,7 @@ static void ngx_http_ml_guard_jwt_keyset_cleanup(void *data);
 static ngx_int_t ngx_http_ml_guard_jwt_bearer(ngx_http_request_t *r,
     ngx_str_t *token);
 static char *ngx_http_ml_guard_jwt_set_str(ngx_conf_t *cf, ngx_str_t *field,
-    const char *what);
+    const char *what, ngx_uint_t is_path);
 
 
 /* created in the worker on first use; never in the master */
@@ -346,7 +346,7 @@ ngx_http_ml_guard_jwt_issuer(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 {
     ngx_http_ml_guard_loc_conf_t *lcf = conf;
 
-    return ngx_http_ml_guard_jwt_set_str(cf, &lcf->jwt->issuer, "issuer");
+    return ngx_http_ml_guard_jwt_set_str(cf, &lcf->jwt->issuer, "issuer", 0);
 }
 
 
@@ -355,16 +355,20 @@ ngx_http_ml_guard_jwt_audience(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 {
     ngx_http_ml_guard_loc_conf_t *lcf = conf;
 
-    return ngx_http_ml_guard_jwt_set_str(cf, &lcf->jwt->audience, "audience");
+    return ngx_http_ml_guard_jwt_set_str(cf, &lcf->jwt->audience, "audience",
+                                         0);
 }
 
 
-/* a non-empty string without control characters, kept NUL-terminated */
+/*
+ * A non-empty string without control characters, kept NUL-terminated for
+ * mlg_jwt.  A claim path also has no spaces and no dot at either end.
+ */
 static char *
 ngx_http_ml_guard_jwt_set_str(ngx_conf_t *cf, ngx_str_t *field,
-    const char *what)
+    const char *what, ngx_uint_t is_path)
 {
-    ngx_str_t   *value;
+    ngx_str_t   *value, *v;
     ngx_uint_t   i;
 
     if (field->data != NULL) {
@@ -372,26 +376,33 @@ ngx_http_ml_guard_jwt_set_str(ngx_conf_t *cf, ngx_str_t *field,
     }
 
     value = cf->args->elts;
+    v = &value[1];
 
-    for (i = 0; i < value[1].len; i++) {
-        if (value[1].data[i] < 0x20 || value[1].data[i] == 0x7f) {
+    for (i = 0; i < v->len; i++) {
+        if (v->data[i] < 0x20 || v->data[i] == 0x7f
+            || (is_path && v->data[i] == ' '))
+        {
             break;
         }
     }
 
-    if (value[1].len == 0 || i < value[1].len) {
-        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                           "invalid %s \"%V\"", what, &value[1]);
+    if (v->len == 0 || i < v->len
+        || (is_path && (v->len > 256 || v->data[0] == '.'
+                        || v->data[v->len - 1] == '.')))
+    {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0, "invalid %s \"%V\"%s",
+                           what, v, is_path ? ", expected a claim name or a "
+                           "dotted path such as \"realm_access.roles\"" : "");
         return NGX_CONF_ERROR;
     }
 
-    field->len = value[1].len;
-    field->data = ngx_pnalloc(cf->pool, value[1].len + 1);
+    field->len = v->len;
+    field->data = ngx_pnalloc(cf->pool, v->len + 1);
     if (field->data == NULL) {
         return NGX_CONF_ERROR;
     }
 
-    ngx_memcpy(field->data, value[1].data, value[1].len);
+    ngx_memcpy(field->data, v->data, v->len);
     field->data[field->len] = '\0';
 
     return NGX_CONF_OK;
@@ -434,43 +445,8 @@ ngx_http_ml_guard_jwt_roles_claim(ngx_conf_t *cf, ngx_command_t *cmd,
 {
     ngx_http_ml_guard_loc_conf_t *lcf = conf;
 
-    ngx_str_t   *value, *path;
-    ngx_uint_t   i;
-
-    path = &lcf->jwt->roles_claim;
-
-    if (path->data != NULL) {
-        return "is duplicate";
-    }
-
-    value = cf->args->elts;
-
-    for (i = 0; i < value[1].len; i++) {
-        if (value[1].data[i] <= 0x20 || value[1].data[i] == 0x7f) {
-            break;
-        }
-    }
-
-    if (value[1].len == 0 || value[1].len > 256 || i < value[1].len
-        || value[1].data[0] == '.' || value[1].data[value[1].len - 1] == '.')
-    {
-        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                           "invalid roles claim path \"%V\", expected a "
-                           "claim name or a dotted path such as "
-                           "\"realm_access.roles\"", &value[1]);
-        return NGX_CONF_ERROR;
-    }
-
-    *path = value[1];
-    path->data = ngx_pnalloc(cf->pool, value[1].len + 1);
-    if (path->data == NULL) {
-        return NGX_CONF_ERROR;
-    }
-
-    ngx_memcpy(path->data, value[1].data, value[1].len);
-    path->data[path->len] = '\0';
-
-    return NGX_CONF_OK;
+    return ngx_http_ml_guard_jwt_set_str(cf, &lcf->jwt->roles_claim,
+                                         "roles claim path", 1);
 }
 
 
