@@ -13,12 +13,10 @@
 #ifndef _GNU_SOURCE
 #define _GNU_SOURCE             /* memmem */
 #endif
-#include <errno.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
 
 #include <jansson.h>
 #include <jwt.h>
@@ -34,6 +32,7 @@
 #include <openssl/pem.h>
 #include <openssl/x509.h>
 
+#include "mlg_conffile.h"
 #include "mlg_jwt.h"
 
 #define MLG_JWT_MIN_RSA_BITS  2048
@@ -891,49 +890,16 @@ mlg_jwt_keyset_t *
 mlg_jwt_keyset_load(const char *path, const char *alg, char *err,
     size_t errlen)
 {
-    FILE              *f;
-    struct stat        st;
-    unsigned char     *data;
+    char              *data;
     size_t             len;
     mlg_jwt_keyset_t  *ks;
-    load_ctx_t         lc;
 
-    lc.name = path;
-    lc.err = err;
-    lc.errlen = errlen;
-    lc.pinned = NULL;
-
-    f = fopen(path, "rb");
-    if (f == NULL) {
-        load_error(&lc, "cannot open: %s", strerror(errno));
-        return NULL;
-    }
-    if (fstat(fileno(f), &st) != 0 || !S_ISREG(st.st_mode)) {
-        load_error(&lc, "not a regular file");
-        fclose(f);
-        return NULL;
-    }
-    if (st.st_size > MLG_JWT_MAX_KEY_FILE) {
-        load_error(&lc, "the key file is larger than %d bytes", MLG_JWT_MAX_KEY_FILE);
-        fclose(f);
-        return NULL;
-    }
-    data = malloc((size_t) st.st_size + 1);
+    data = mlg_conffile_read(path, MLG_JWT_MAX_KEY_FILE, &len, err, errlen);
     if (data == NULL) {
-        load_error(&lc, "out of memory");
-        fclose(f);
         return NULL;
     }
-    len = fread(data, 1, (size_t) st.st_size, f);
-    if (ferror(f)) {
-        load_error(&lc, "read error: %s", strerror(errno));
-        fclose(f);
-        free(data);
-        return NULL;
-    }
-    fclose(f);
-
-    ks = mlg_jwt_keyset_parse(data, len, path, alg, err, errlen);
+    ks = mlg_jwt_keyset_parse((unsigned char *) data, len, path, alg, err,
+                              errlen);
     OPENSSL_cleanse(data, len);
     free(data);
     return ks;

@@ -54,13 +54,13 @@ refused("ml_guard_jwt_key $dir/secret32 alg=HS512;", qr/HS512 needs at least 64/
 refused("ml_guard_jwt_key $dir/bad.pem;", qr{\Q$dir\E/bad\.pem: cannot read a PEM public key}, 'unreadable PEM');
 SKIP: {
     skip 'root reads files with mode 0000', 2 if $> == 0;
-    refused("ml_guard_jwt_key $dir/unreadable.pem;", qr/cannot open: Permission denied/, 'unreadable file');
+    refused("ml_guard_jwt_key $dir/unreadable.pem;", qr/cannot open file: Permission denied/, 'unreadable file');
 }
 refused("ml_guard_jwt_key $dir/nokeys.jwks;", qr{\Q$dir\E/nokeys\.jwks: the JWKS has no usable keys}, 'JWKS without keys');
 refused("ml_guard_jwt_key $dir/enconly.jwks;", qr/no usable keys \(1 skipped/, 'JWKS with only an encryption key');
 refused("ml_guard_jwt_key $dir/broken.jwks;", qr/not valid JSON/, 'broken JSON');
 refused("ml_guard_jwt_key $dir/notjwks.json;", qr/not a JWKS: no "keys" array/, 'JSON that is not a JWKS');
-refused("ml_guard_jwt_key $dir/missing.pem;", qr{\Q$dir\E/missing\.pem: cannot open: No such file}, 'missing file');
+refused("ml_guard_jwt_key $dir/missing.pem;", qr{\Q$dir\E/missing\.pem: cannot open file: No such file}, 'missing file');
 refused("ml_guard_jwt_key $dir/empty;", qr/the key file is empty/, 'empty file');
 refused("ml_guard_jwt_key " . $k->priv_path('rsa1') . ";", qr/holds a private key/, 'private key');
 refused("ml_guard_jwt_key " . $k->pub_path('small') . ";", qr/1024-bit RSA key; at least 2048/, '1024-bit RSA');
