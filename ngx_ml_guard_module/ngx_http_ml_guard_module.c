@@ -890,8 +890,9 @@ ngx_http_ml_guard_authenticate(ngx_http_request_t *r,
 
     case MLG_REASON_TOKEN_CLAIMS:
         return ngx_http_ml_guard_deny(r, ctx, failure,
-                                      "the bearer token's issuer or "
-                                      "audience is not accepted here");
+                                      "the bearer token's claims (issuer, "
+                                      "audience, subject or expiry) are "
+                                      "not accepted here");
 
     case MLG_REASON_INVALID_CLIENT_CERT:
         return ngx_http_ml_guard_deny(r, ctx, failure,
