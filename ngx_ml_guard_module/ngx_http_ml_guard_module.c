@@ -142,6 +142,13 @@ static ngx_command_t  ngx_http_ml_guard_commands[] = {
       0,
       NULL },
 
+    { ngx_string("ml_guard_jwt_cache"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_http_ml_guard_jwt_cache_flag,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      0,
+      NULL },
+
     /* JSON and schema: ngx_http_ml_guard_schema.c */
 
     { ngx_string("ml_guard_schema"),
@@ -883,8 +890,9 @@ ngx_http_ml_guard_authenticate(ngx_http_request_t *r,
 
     case MLG_REASON_TOKEN_CLAIMS:
         return ngx_http_ml_guard_deny(r, ctx, failure,
-                                      "the bearer token's issuer or "
-                                      "audience is not accepted here");
+                                      "the bearer token's claims (issuer, "
+                                      "audience, subject or expiry) are "
+                                      "not accepted here");
 
     case MLG_REASON_INVALID_CLIENT_CERT:
         return ngx_http_ml_guard_deny(r, ctx, failure,
