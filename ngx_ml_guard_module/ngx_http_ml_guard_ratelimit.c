@@ -872,11 +872,159 @@ ngx_http_ml_guard_rl_redis_conf(ngx_http_request_t *r)
 }
 
 
-static ngx_uint_t
-ngx_http_ml_guard_rl_fail_mode(ngx_http_ml_guard_redis_conf_t *rcf)
+/*
+ * Redis could not answer call: applies fail=.  NGX_DECLINED means "decide
+ * locally" (fail=local, or no Redis at all); anything else is the step's
+ * result.
+ */
+static ngx_int_t
+ngx_http_ml_guard_rl_fail(ngx_http_request_t *r, ngx_http_ml_guard_ctx_t *ctx,
+    ngx_http_ml_guard_redis_conf_t *rcf)
 {
     /* without Redis the limits are local by design */
-    return rcf->address.len ? rcf->fail : NGX_HTTP_ML_GUARD_FAIL_LOCAL;
+    switch (rcf->address.len ? rcf->fail : NGX_HTTP_ML_GUARD_FAIL_LOCAL) {
+
+    case NGX_HTTP_ML_GUARD_FAIL_OPEN:
+        return NGX_OK;
+
+    case NGX_HTTP_ML_GUARD_FAIL_CLOSED:
+        ctx->retry_after = 1;
+        return ngx_http_ml_guard_deny(r, ctx, MLG_REASON_LIMITER_UNAVAILABLE,
+                                      "the rate limiter is unavailable");
+
+    default:
+        return NGX_DECLINED;
+    }
+}
+
+
+/*
+ * Builds the keys and sends the limits of this request in one script call.
+ * NGX_AGAIN: waiting; NGX_OK: answered (no limit applies, or Redis
+ * unavailable: rl->limit.unavailable).
+ */
+static ngx_int_t
+ngx_http_ml_guard_rl_send_limits(ngx_http_request_t *r,
+    ngx_http_ml_guard_ratelimit_conf_t *rlcf, ngx_http_ml_guard_ctx_t *ctx,
+    ngx_http_ml_guard_ratelimit_ctx_t *rl)
+{
+    ngx_str_t   args[2 + 3 * MLG_GCRA_MAX_LIMITS];
+    ngx_uint_t  i, nargs;
+
+    if (ngx_http_ml_guard_rl_build(r, rlcf, ctx, rl) != NGX_OK) {
+        return NGX_ERROR;
+    }
+
+    if (rl->n == 0) {
+        rl->limit.state = MLG_RL_ANSWERED;
+        rl->limit.result.index = -1;
+        return NGX_OK;
+    }
+
+    nargs = 0;
+    if (ngx_http_ml_guard_rl_num(r, &args[nargs++], rl->n) != NGX_OK) {
+        return NGX_ERROR;
+    }
+
+    for (i = 0; i < rl->n; i++) {
+        args[nargs++] = rl->keys[i];
+    }
+
+    ngx_str_set(&args[nargs], "limit");
+    nargs++;
+
+    for (i = 0; i < rl->n; i++) {
+        if (ngx_http_ml_guard_rl_num(r, &args[nargs++],
+                                     rl->gcra[i].interval_us)
+            != NGX_OK
+            || ngx_http_ml_guard_rl_num(r, &args[nargs++],
+                                        rl->gcra[i].tolerance_us)
+               != NGX_OK)
+        {
+            return NGX_ERROR;
+        }
+    }
+
+    return ngx_http_ml_guard_rl_call(r, &rl->limit, nargs, args);
+}
+
+
+/* sends the ban check of this request's address */
+static ngx_int_t
+ngx_http_ml_guard_rl_send_ban(ngx_http_request_t *r,
+    ngx_http_ml_guard_ratelimit_conf_t *rlcf, ngx_http_ml_guard_ctx_t *ctx,
+    ngx_http_ml_guard_ratelimit_ctx_t *rl)
+{
+    ngx_str_t  addr, args[3];
+
+    ngx_http_ml_guard_rl_addr(r, &addr);
+
+    if (ngx_http_ml_guard_rl_key(r, &rl->ban_key, "addr", 4, &addr, "ban")
+        != NGX_OK)
+    {
+        return NGX_ERROR;
+    }
+
+    ngx_str_set(&args[0], "1");
+    args[1] = rl->ban_key;
+    ngx_str_set(&args[2], "ban");
+
+    return ngx_http_ml_guard_rl_call(r, &rl->lockout, 3, args);
+}
+
+
+/*
+ * Drives one decision (the lockout check or the limits) through Redis or,
+ * when Redis can't answer, per fail=.  NGX_DONE: the result is in
+ * call->result; anything else is the step's return value.
+ */
+static ngx_int_t
+ngx_http_ml_guard_rl_decide(ngx_http_request_t *r,
+    ngx_http_ml_guard_loc_conf_t *lcf, ngx_http_ml_guard_ctx_t *ctx,
+    ngx_uint_t lockout, ngx_http_ml_guard_ratelimit_ctx_t **rlp)
+{
+    ngx_int_t                           rc;
+    ngx_http_ml_guard_rl_call_t        *call;
+    ngx_http_ml_guard_redis_conf_t     *rcf;
+    ngx_http_ml_guard_ratelimit_ctx_t  *rl;
+
+    rl = ngx_http_ml_guard_rl_ctx(r, ctx);
+    if (rl == NULL) {
+        return NGX_ERROR;
+    }
+
+    *rlp = rl;
+    call = lockout ? &rl->lockout : &rl->limit;
+
+    if (call->state == MLG_RL_WAITING) {
+        return NGX_AGAIN;
+    }
+
+    if (call->state == MLG_RL_IDLE) {
+        rc = lockout
+             ? ngx_http_ml_guard_rl_send_ban(r, lcf->ratelimit, ctx, rl)
+             : ngx_http_ml_guard_rl_send_limits(r, lcf->ratelimit, ctx, rl);
+        if (rc != NGX_OK) {
+            return rc;
+        }
+    }
+
+    if (call->unavailable) {
+        rcf = ngx_http_ml_guard_rl_redis_conf(r);
+
+        rc = ngx_http_ml_guard_rl_fail(r, ctx, rcf);
+        if (rc != NGX_DECLINED) {
+            return rc;
+        }
+
+        if (lockout) {
+            ngx_http_ml_guard_rl_local_ban(rcf, &rl->ban_key, &call->result);
+        } else {
+            ngx_http_ml_guard_rl_local_limit(rcf, rl, &call->result);
+        }
+    }
+
+    return NGX_DONE;
 }
 
 
@@ -884,76 +1032,26 @@ ngx_int_t
 ngx_http_ml_guard_lockout_step(ngx_http_request_t *r,
     ngx_http_ml_guard_loc_conf_t *lcf, ngx_http_ml_guard_ctx_t *ctx)
 {
-    ngx_str_t                            addr, args[3];
-    ngx_int_t                            rc;
-    ngx_http_ml_guard_redis_conf_t      *rcf;
-    ngx_http_ml_guard_ratelimit_ctx_t   *rl;
-    ngx_http_ml_guard_ratelimit_conf_t  *rlcf = lcf->ratelimit;
+    ngx_int_t                           rc;
+    mlg_gcra_result_t                  *res;
+    ngx_http_ml_guard_ratelimit_ctx_t  *rl;
 
-    if (rlcf == NULL || !rlcf->failures_set) {
+    if (lcf->ratelimit == NULL || !lcf->ratelimit->failures_set) {
         return NGX_OK;
     }
 
-    rl = ngx_http_ml_guard_rl_ctx(r, ctx);
-    if (rl == NULL) {
-        return NGX_ERROR;
+    rc = ngx_http_ml_guard_rl_decide(r, lcf, ctx, 1, &rl);
+    if (rc != NGX_DONE) {
+        return rc;
     }
 
-    rcf = ngx_http_ml_guard_rl_redis_conf(r);
+    res = &rl->lockout.result;
 
-    switch (rl->lockout.state) {
-
-    case MLG_RL_WAITING:
-        return NGX_AGAIN;
-
-    case MLG_RL_IDLE:
-        ngx_http_ml_guard_rl_addr(r, &addr);
-
-        if (ngx_http_ml_guard_rl_key(r, &rl->ban_key, "addr", 4, &addr, "ban")
-            != NGX_OK)
-        {
-            return NGX_ERROR;
-        }
-
-        ngx_str_set(&args[0], "1");
-        args[1] = rl->ban_key;
-        ngx_str_set(&args[2], "ban");
-
-        rc = ngx_http_ml_guard_rl_call(r, &rl->lockout, 3, args);
-        if (rc != NGX_OK) {
-            return rc;
-        }
-
-        /* fall through: unavailable */
-
-    default:
-        break;
-    }
-
-    if (rl->lockout.unavailable) {
-
-        switch (ngx_http_ml_guard_rl_fail_mode(rcf)) {
-
-        case NGX_HTTP_ML_GUARD_FAIL_OPEN:
-            return NGX_OK;
-
-        case NGX_HTTP_ML_GUARD_FAIL_CLOSED:
-            ctx->retry_after = 1;
-            return ngx_http_ml_guard_deny(r, ctx,
-                                          MLG_REASON_LIMITER_UNAVAILABLE,
-                                          "the rate limiter is unavailable");
-
-        default:
-            ngx_http_ml_guard_rl_local_ban(rcf, &rl->ban_key,
-                                           &rl->lockout.result);
-        }
-    }
-
-    if (rl->lockout.result.allowed) {
+    if (res->allowed) {
         return NGX_OK;
     }
 
-    ctx->retry_after = mlg_gcra_ceil_seconds(rl->lockout.result.retry_after_us);
+    ctx->retry_after = mlg_gcra_ceil_seconds(res->retry_after_us);
 
     return ngx_http_ml_guard_deny(r, ctx, MLG_REASON_LOCKED_OUT,
                                   "too many failed authentications from this "
@@ -1013,7 +1111,7 @@ ngx_http_ml_guard_auth_failed(ngx_http_request_t *r,
     rc = ngx_http_ml_guard_redis_eval(r->pool, 7, args, NULL, NULL);
 
     if (rc == NGX_DECLINED
-        && ngx_http_ml_guard_rl_fail_mode(rcf) == NGX_HTTP_ML_GUARD_FAIL_LOCAL)
+        && (rcf->address.len == 0 || rcf->fail == NGX_HTTP_ML_GUARD_FAIL_LOCAL))
     {
         ngx_http_ml_guard_rl_local_fail(rcf, rlcf, &fail_key, &rl->ban_key);
     }
@@ -1024,100 +1122,29 @@ ngx_int_t
 ngx_http_ml_guard_ratelimit_step(ngx_http_request_t *r,
     ngx_http_ml_guard_loc_conf_t *lcf, ngx_http_ml_guard_ctx_t *ctx)
 {
-    ngx_str_t                            args[2 + 3 * MLG_GCRA_MAX_LIMITS];
-    ngx_int_t                            rc;
-    ngx_uint_t                           i, nargs;
-    mlg_gcra_result_t                   *res;
-    ngx_http_ml_guard_limit_t           *lim;
-    ngx_http_ml_guard_redis_conf_t      *rcf;
-    ngx_http_ml_guard_ratelimit_ctx_t   *rl;
-    ngx_http_ml_guard_ratelimit_conf_t  *rlcf = lcf->ratelimit;
+    ngx_int_t                           rc;
+    mlg_gcra_result_t                  *res;
+    ngx_http_ml_guard_limit_t          *lim;
+    ngx_http_ml_guard_ratelimit_ctx_t  *rl;
 
-    if (rlcf == NULL || rlcf->limits == NULL || rlcf->limits->nelts == 0) {
+    if (lcf->ratelimit == NULL || lcf->ratelimit->limits == NULL
+        || lcf->ratelimit->limits->nelts == 0)
+    {
         return NGX_OK;
     }
 
-    rl = ngx_http_ml_guard_rl_ctx(r, ctx);
-    if (rl == NULL) {
-        return NGX_ERROR;
-    }
-
-    rcf = ngx_http_ml_guard_rl_redis_conf(r);
-
-    switch (rl->limit.state) {
-
-    case MLG_RL_WAITING:
-        return NGX_AGAIN;
-
-    case MLG_RL_IDLE:
-        if (ngx_http_ml_guard_rl_build(r, rlcf, ctx, rl) != NGX_OK) {
-            return NGX_ERROR;
-        }
-
-        if (rl->n == 0) {
-            return NGX_OK;
-        }
-
-        nargs = 0;
-        if (ngx_http_ml_guard_rl_num(r, &args[nargs++], rl->n) != NGX_OK) {
-            return NGX_ERROR;
-        }
-
-        for (i = 0; i < rl->n; i++) {
-            args[nargs++] = rl->keys[i];
-        }
-
-        ngx_str_set(&args[nargs], "limit");
-        nargs++;
-
-        for (i = 0; i < rl->n; i++) {
-            if (ngx_http_ml_guard_rl_num(r, &args[nargs++],
-                                         rl->gcra[i].interval_us)
-                != NGX_OK
-                || ngx_http_ml_guard_rl_num(r, &args[nargs++],
-                                            rl->gcra[i].tolerance_us)
-                   != NGX_OK)
-            {
-                return NGX_ERROR;
-            }
-        }
-
-        rc = ngx_http_ml_guard_rl_call(r, &rl->limit, nargs, args);
-        if (rc != NGX_OK) {
-            return rc;
-        }
-
-        /* fall through: unavailable */
-
-    default:
-        break;
+    rc = ngx_http_ml_guard_rl_decide(r, lcf, ctx, 0, &rl);
+    if (rc != NGX_DONE) {
+        return rc;
     }
 
     res = &rl->limit.result;
-
-    if (rl->limit.unavailable) {
-
-        switch (ngx_http_ml_guard_rl_fail_mode(rcf)) {
-
-        case NGX_HTTP_ML_GUARD_FAIL_OPEN:
-            return NGX_OK;
-
-        case NGX_HTTP_ML_GUARD_FAIL_CLOSED:
-            ctx->retry_after = 1;
-            return ngx_http_ml_guard_deny(r, ctx,
-                                          MLG_REASON_LIMITER_UNAVAILABLE,
-                                          "the rate limiter is unavailable");
-
-        default:
-            ngx_http_ml_guard_rl_local_limit(rcf, rl, res);
-        }
-    }
 
     if (res->index < 0 || (ngx_uint_t) res->index >= rl->n) {
         return NGX_OK;
     }
 
-    lim = rlcf->limits->elts;
+    lim = lcf->ratelimit->limits->elts;
     lim = &lim[rl->conf_index[res->index]];
 
     ctx->ratelimit_remaining = res->remaining;

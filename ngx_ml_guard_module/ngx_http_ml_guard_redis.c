@@ -219,19 +219,29 @@ ngx_http_ml_guard_redis_write_handler(ngx_event_t *ev)
 }
 
 
+/* hiredis asks to watch or not the socket; level-triggered, see notes */
+static void
+ngx_http_ml_guard_redis_watch(ngx_event_t *ev, ngx_int_t event,
+    ngx_uint_t on)
+{
+    if (on && !ev->active) {
+        if (ngx_add_event(ev, event, NGX_LEVEL_EVENT) != NGX_OK) {
+            ngx_log_error(NGX_LOG_ALERT, ev->log, 0,
+                          "ml_guard: cannot watch the redis connection");
+        }
+
+    } else if (!on && ev->active) {
+        ngx_del_event(ev, event, 0);
+    }
+}
+
+
 static void
 ngx_http_ml_guard_redis_add_read(void *privdata)
 {
     ngx_connection_t  *c = privdata;
 
-    if (!c->read->active) {
-        if (ngx_add_event(c->read, NGX_READ_EVENT, NGX_LEVEL_EVENT)
-            != NGX_OK)
-        {
-            ngx_log_error(NGX_LOG_ALERT, c->log, 0,
-                          "ml_guard: cannot watch the redis connection");
-        }
-    }
+    ngx_http_ml_guard_redis_watch(c->read, NGX_READ_EVENT, 1);
 }
 
 
@@ -240,9 +250,7 @@ ngx_http_ml_guard_redis_del_read(void *privdata)
 {
     ngx_connection_t  *c = privdata;
 
-    if (c->read->active) {
-        ngx_del_event(c->read, NGX_READ_EVENT, 0);
-    }
+    ngx_http_ml_guard_redis_watch(c->read, NGX_READ_EVENT, 0);
 }
 
 
@@ -251,14 +259,7 @@ ngx_http_ml_guard_redis_add_write(void *privdata)
 {
     ngx_connection_t  *c = privdata;
 
-    if (!c->write->active) {
-        if (ngx_add_event(c->write, NGX_WRITE_EVENT, NGX_LEVEL_EVENT)
-            != NGX_OK)
-        {
-            ngx_log_error(NGX_LOG_ALERT, c->log, 0,
-                          "ml_guard: cannot watch the redis connection");
-        }
-    }
+    ngx_http_ml_guard_redis_watch(c->write, NGX_WRITE_EVENT, 1);
 }
 
 
@@ -267,9 +268,7 @@ ngx_http_ml_guard_redis_del_write(void *privdata)
 {
     ngx_connection_t  *c = privdata;
 
-    if (c->write->active) {
-        ngx_del_event(c->write, NGX_WRITE_EVENT, 0);
-    }
+    ngx_http_ml_guard_redis_watch(c->write, NGX_WRITE_EVENT, 0);
 }
 
 
