@@ -227,6 +227,31 @@ ngx_http_ml_guard_redis(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 }
 
 
+/* RATE (and its burst) of both directives; burst -1: N at once */
+static char *
+ngx_http_ml_guard_rl_conf_rate(ngx_conf_t *cf, ngx_command_t *cmd,
+    ngx_str_t *rate, int64_t burst, mlg_gcra_limit_t *lim)
+{
+    const char  *err;
+
+    err = mlg_gcra_parse_rate((char *) rate->data, rate->len, lim);
+
+    if (err == NULL) {
+        /* N tolerated at once = a burst of N - 1 after the first */
+        err = mlg_gcra_set_burst(lim, burst < 0 ? lim->count - 1
+                                                : (uint64_t) burst);
+    }
+
+    if (err != NULL) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0, "%V: invalid \"%V\": %s",
+                           &cmd->name, rate, err);
+        return NGX_CONF_ERROR;
+    }
+
+    return NGX_CONF_OK;
+}
+
+
 char *
 ngx_http_ml_guard_rate_limit(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 {
@@ -267,15 +292,6 @@ ngx_http_ml_guard_rate_limit(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
     ngx_memzero(lim, sizeof(ngx_http_ml_guard_limit_t));
 
     value = cf->args->elts;
-
-    err = mlg_gcra_parse_rate((char *) value[1].data, value[1].len,
-                              &lim->gcra);
-    if (err != NULL) {
-        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                           "ml_guard_rate_limit: invalid rate \"%V\": %s",
-                           &value[1], err);
-        return NGX_CONF_ERROR;
-    }
 
     for (i = 2; i < cf->args->nelts; i++) {
 
@@ -323,10 +339,10 @@ ngx_http_ml_guard_rate_limit(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
         return NGX_CONF_ERROR;
     }
 
-    err = mlg_gcra_set_burst(&lim->gcra, burst);
-    if (err != NULL) {
-        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                           "ml_guard_rate_limit: %s", err);
+    if (ngx_http_ml_guard_rl_conf_rate(cf, cmd, &value[1], (int64_t) burst,
+                                       &lim->gcra)
+        != NGX_CONF_OK)
+    {
         return NGX_CONF_ERROR;
     }
 
@@ -346,7 +362,6 @@ ngx_http_ml_guard_auth_failures(ngx_conf_t *cf, ngx_command_t *cmd,
 
     ngx_str_t                           *value, s;
     ngx_int_t                            ban;
-    const char                          *err;
     ngx_http_ml_guard_ratelimit_conf_t  *rlcf = lcf->ratelimit;
 
     if (rlcf->failures_set != NGX_CONF_UNSET) {
@@ -359,20 +374,10 @@ ngx_http_ml_guard_auth_failures(ngx_conf_t *cf, ngx_command_t *cmd,
 
     value = cf->args->elts;
 
-    err = mlg_gcra_parse_rate((char *) value[1].data, value[1].len,
-                              &rlcf->failures);
-    if (err != NULL) {
-        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                           "ml_guard_auth_failures: invalid limit \"%V\": %s",
-                           &value[1], err);
-        return NGX_CONF_ERROR;
-    }
-
-    /* N failures tolerated at once = a burst of N - 1 after the first */
-    err = mlg_gcra_set_burst(&rlcf->failures, rlcf->failures.count - 1);
-    if (err != NULL) {
-        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                           "ml_guard_auth_failures: %s", err);
+    if (ngx_http_ml_guard_rl_conf_rate(cf, cmd, &value[1], -1,
+                                       &rlcf->failures)
+        != NGX_CONF_OK)
+    {
         return NGX_CONF_ERROR;
     }
 

@@ -187,8 +187,8 @@ $t->stop;
 {
     my $c = MLGuard::Test->new;
     my @bad = (
-        [ server => 'location / { ml_guard_rate_limit 10r/x; }', qr/invalid rate "10r\/x"/ ],
-        [ server => 'location / { ml_guard_rate_limit 0r/s; }', qr/invalid rate/ ],
+        [ server => 'location / { ml_guard_rate_limit 10r/x; }', qr/ml_guard_rate_limit: invalid "10r\/x"/ ],
+        [ server => 'location / { ml_guard_rate_limit 0r/s; }', qr/invalid "0r\/s"/ ],
         [ server => 'location / { ml_guard_rate_limit 10r/s burst=-1; }', qr/invalid "burst=-1"/ ],
         [ server => 'location / { ml_guard_rate_limit 1r/m burst=1000000000; }', qr/burst too large/ ],
         [ server => 'location / { ml_guard_rate_limit 10r/s zone=x; }', qr/invalid parameter "zone=x"/ ],
@@ -205,7 +205,7 @@ $t->stop;
         [ server => 'location / { ml_guard_auth_failures 5r/m; }', qr/invalid number of arguments/ ],
         [ server => 'location / { ml_guard_auth_failures 5r/m 10m; }', qr/expected ban=TIME/ ],
         [ server => 'location / { ml_guard_auth_failures 5r/m ban=forever; }', qr/invalid ban time/ ],
-        [ server => 'location / { ml_guard_auth_failures 5/m ban=1m; }', qr/invalid limit/ ],
+        [ server => 'location / { ml_guard_auth_failures 5/m ban=1m; }', qr/ml_guard_auth_failures: invalid "5\/m"/ ],
     );
     for my $b (@bad) {
         my ($where, $text, $re) = @$b;
