@@ -9,8 +9,8 @@
  */
 
 #include "mlg_apikeys.h"
+#include "mlg_conffile.h"
 
-#include <errno.h>
 #include <stdarg.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -151,30 +151,30 @@ mlg_apikeys_count(const mlg_apikeys_t *t)
 }
 
 
-/* Splits "a,b,c" into roles; returns -1 with a message on a bad name. */
-static int
-mlg_apikey_parse_roles(mlg_apikey_t *k, const char *s, size_t len,
-    char *msg, size_t msglen)
+int
+mlg_roles_parse(const char *s, size_t len, char ***roles_out, size_t *nroles_out,
+    char **joined_out, char *msg, size_t msglen)
 {
     size_t       i, start, n, total;
+    char       **roles, *joined;
     const char  *p;
 
-    k->roles = calloc(MLG_APIKEY_ROLES_MAX + 1, sizeof(char *));
-    k->roles_joined = malloc(len + 1);
-    if (k->roles == NULL || k->roles_joined == NULL) {
+    roles = calloc(MLG_APIKEY_ROLES_MAX + 1, sizeof(char *));
+    joined = malloc(len + 1);
+    if (roles == NULL || joined == NULL) {
         snprintf(msg, msglen, "out of memory");
-        return -1;
+        goto failed;
     }
-    memcpy(k->roles_joined, s, len);
-    k->roles_joined[len] = '\0';
+    memcpy(joined, s, len);
+    joined[len] = '\0';
 
     total = 0;
     start = 0;
-    for (i = 0; i <= len; i++) {
+    for (i = 0; len > 0 && i <= len; i++) {
         if (i < len && s[i] != ',') {
             if (!mlg_role_char((unsigned char) s[i])) {
                 snprintf(msg, msglen, "invalid character in roles");
-                return -1;
+                goto failed;
             }
             continue;
         }
@@ -183,20 +183,34 @@ mlg_apikey_parse_roles(mlg_apikey_t *k, const char *s, size_t len,
         start = i + 1;
         if (n == 0) {
             snprintf(msg, msglen, "empty role name in \"%.*s\"", (int) len, s);
-            return -1;
+            goto failed;
         }
         if (total == MLG_APIKEY_ROLES_MAX) {
             snprintf(msg, msglen, "more than %d roles", MLG_APIKEY_ROLES_MAX);
-            return -1;
+            goto failed;
         }
-        k->roles[total] = strndup(p, n);
-        if (k->roles[total] == NULL) {
+        roles[total] = strndup(p, n);
+        if (roles[total] == NULL) {
             snprintf(msg, msglen, "out of memory");
-            return -1;
+            goto failed;
         }
-        k->nroles = ++total;
+        total++;
     }
+
+    *roles_out = roles;
+    *nroles_out = total;
+    *joined_out = joined;
     return 0;
+
+failed:
+    if (roles) {
+        for (i = 0; roles[i]; i++) {
+            free(roles[i]);
+        }
+        free(roles);
+    }
+    free(joined);
+    return -1;
 }
 
 
@@ -223,9 +237,10 @@ mlg_apikeys_grow(mlg_apikeys_t *t)
 
 /* Parses one non-empty line (comment already stripped) into a new entry. */
 static int
-mlg_apikeys_parse_line(mlg_apikeys_t *t, const char *s, size_t len,
-    unsigned line, char *msg, size_t msglen)
+mlg_apikeys_parse_line(void *data, const char *s, size_t len, unsigned line,
+    char *msg, size_t msglen)
 {
+    mlg_apikeys_t  *t = data;
     const char    *field[4];
     size_t         flen[4], nf, i;
     mlg_apikey_t  *k;
@@ -300,22 +315,13 @@ mlg_apikeys_parse_line(mlg_apikeys_t *t, const char *s, size_t len,
         return -1;
     }
 
-    if (nf == 3) {
-        if (mlg_apikey_parse_roles(k, field[2], flen[2], msg, msglen) != 0) {
-            mlg_apikey_free_entry(k);
-            memset(k, 0, sizeof(*k));
-            return -1;
-        }
-
-    } else {
-        k->roles = calloc(1, sizeof(char *));
-        k->roles_joined = strdup("");
-        if (k->roles == NULL || k->roles_joined == NULL) {
-            mlg_apikey_free_entry(k);
-            memset(k, 0, sizeof(*k));
-            snprintf(msg, msglen, "out of memory");
-            return -1;
-        }
+    if (mlg_roles_parse(nf == 3 ? field[2] : "", nf == 3 ? flen[2] : 0,
+                        &k->roles, &k->nroles, &k->roles_joined, msg, msglen)
+        != 0)
+    {
+        mlg_apikey_free_entry(k);
+        memset(k, 0, sizeof(*k));
+        return -1;
     }
 
     t->nkeys++;
@@ -373,10 +379,6 @@ mlg_apikeys_parse(const char *buf, size_t len, const char *name,
     char *err, size_t errlen)
 {
     mlg_apikeys_t  *t;
-    const char     *p, *end, *eol, *hash;
-    unsigned        line;
-    char            msg[256];
-    size_t          n;
 
     t = calloc(1, sizeof(mlg_apikeys_t));
     if (t == NULL) {
@@ -384,108 +386,31 @@ mlg_apikeys_parse(const char *buf, size_t len, const char *name,
         return NULL;
     }
 
-    p = buf;
-    end = buf + len;
-    line = 0;
-
-    while (p < end) {
-        line++;
-        eol = memchr(p, '\n', (size_t) (end - p));
-        if (eol == NULL) {
-            eol = end;
-        }
-
-        n = (size_t) (eol - p);
-        if (memchr(p, '\0', n) != NULL) {
-            mlg_apikeys_error(err, errlen, name, line, "NUL byte in key file");
-            goto failed;
-        }
-        hash = memchr(p, '#', n);
-        if (hash) {
-            n = (size_t) (hash - p);
-        }
-        while (n > 0 && (p[n - 1] == ' ' || p[n - 1] == '\t' || p[n - 1] == '\r')) {
-            n--;
-        }
-        while (n > 0 && (*p == ' ' || *p == '\t')) {
-            p++;
-            n--;
-        }
-
-        if (n > 0 && mlg_apikeys_parse_line(t, p, n, line, msg, sizeof(msg)) != 0) {
-            mlg_apikeys_error(err, errlen, name, line, "%s", msg);
-            goto failed;
-        }
-
-        p = eol + 1;
+    if (mlg_conffile_each_line(buf, len, name, mlg_apikeys_parse_line, t,
+                               err, errlen) != 0
+        || mlg_apikeys_index(t, name, err, errlen) != 0)
+    {
+        mlg_apikeys_free(t);
+        return NULL;
     }
 
-    if (mlg_apikeys_index(t, name, err, errlen) != 0) {
-        goto failed;
-    }
     return t;
-
-failed:
-    mlg_apikeys_free(t);
-    return NULL;
 }
 
 
 mlg_apikeys_t *
 mlg_apikeys_load(const char *path, char *err, size_t errlen)
 {
-    FILE           *f;
     char           *buf;
-    size_t          n, cap;
+    size_t          n;
     mlg_apikeys_t  *t;
 
-    f = fopen(path, "rb");
-    if (f == NULL) {
-        mlg_apikeys_error(err, errlen, path, 0, "cannot open key file: %s",
-                          strerror(errno));
+    buf = mlg_conffile_read(path, MLG_APIKEYS_FILE_MAX, &n, err, errlen);
+    if (buf == NULL) {
         return NULL;
     }
 
-    cap = 0;
-    n = 0;
-    buf = NULL;
-    for ( ;; ) {
-        if (n == cap) {
-            char  *nb;
-
-            if (cap >= MLG_APIKEYS_FILE_MAX) {
-                mlg_apikeys_error(err, errlen, path, 0, "key file larger than %d bytes",
-                                  MLG_APIKEYS_FILE_MAX);
-                free(buf);
-                fclose(f);
-                return NULL;
-            }
-            cap = cap ? cap * 2 : 4096;
-            nb = realloc(buf, cap);
-            if (nb == NULL) {
-                mlg_apikeys_error(err, errlen, path, 0, "out of memory");
-                free(buf);
-                fclose(f);
-                return NULL;
-            }
-            buf = nb;
-        }
-        size_t  got = fread(buf + n, 1, cap - n, f);
-        if (got == 0) {
-            break;
-        }
-        n += got;
-    }
-
-    if (ferror(f)) {
-        mlg_apikeys_error(err, errlen, path, 0, "cannot read key file");
-        free(buf);
-        fclose(f);
-        return NULL;
-    }
-    fclose(f);
-
-    t = mlg_apikeys_parse(buf ? buf : "", n, path, err, errlen);
+    t = mlg_apikeys_parse(buf, n, path, err, errlen);
     free(buf);
     return t;
 }

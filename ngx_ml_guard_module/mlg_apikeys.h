@@ -49,4 +49,12 @@ int mlg_apikey_digest(const unsigned char *key, size_t len,
 
 void mlg_apikeys_free(mlg_apikeys_t *keys);
 
+/*
+ * Splits "a,b,c" into a NULL-terminated array of role names (at most
+ * MLG_APIKEY_ROLES_MAX) and a copy of the joined text; an empty string gives
+ * no roles.  Returns -1 with a message on a bad name.
+ */
+int mlg_roles_parse(const char *s, size_t len, char ***roles, size_t *nroles,
+    char **joined, char *msg, size_t msglen);
+
 #endif /* MLG_APIKEYS_H */

@@ -47,7 +47,11 @@ static char *ngx_http_ml_guard_api_key_header(ngx_conf_t *cf,
     ngx_command_t *cmd, void *conf);
 static char *ngx_http_ml_guard_roles(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
-static void ngx_http_ml_guard_api_keys_cleanup(void *data);
+static char *ngx_http_ml_guard_mtls_roles(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
+static ngx_int_t ngx_http_ml_guard_mtls_authenticate(ngx_http_request_t *r,
+    ngx_http_ml_guard_loc_conf_t *lcf, ngx_http_ml_guard_ctx_t *ctx,
+    ngx_http_ml_guard_reason_e *reason);
 
 
 static ngx_command_t  ngx_http_ml_guard_commands[] = {
@@ -76,6 +80,13 @@ static ngx_command_t  ngx_http_ml_guard_commands[] = {
     { ngx_string("ml_guard_api_key_header"),
       NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
       ngx_http_ml_guard_api_key_header,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      0,
+      NULL },
+
+    { ngx_string("ml_guard_mtls_roles"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_http_ml_guard_mtls_roles,
       NGX_HTTP_LOC_CONF_OFFSET,
       0,
       NULL },
@@ -166,6 +177,15 @@ static ngx_command_t  ngx_http_ml_guard_commands[] = {
     { ngx_string("ml_guard_auth_failures"),
       NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE2,
       ngx_http_ml_guard_auth_failures,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      0,
+      NULL },
+
+    /* operations: ngx_http_ml_guard_metrics.c */
+
+    { ngx_string("ml_guard_metrics"),
+      NGX_HTTP_LOC_CONF|NGX_CONF_NOARGS,
+      ngx_http_ml_guard_metrics,
       NGX_HTTP_LOC_CONF_OFFSET,
       0,
       NULL },
@@ -331,6 +351,10 @@ ngx_http_ml_guard_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
         conf->api_keys_file = prev->api_keys_file;
     }
 
+    if (conf->mtls_roles == NULL) {
+        conf->mtls_roles = prev->mtls_roles;
+    }
+
     if (ngx_http_ml_guard_jwt_merge_conf(cf, prev, conf) != NGX_CONF_OK
         || ngx_http_ml_guard_schema_merge_conf(cf, prev, conf) != NGX_CONF_OK
         || ngx_http_ml_guard_ratelimit_merge_conf(cf, prev, conf)
@@ -348,6 +372,10 @@ ngx_http_ml_guard_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
 
         if (ngx_http_ml_guard_jwt_configured(conf)) {
             conf->auth_effective |= NGX_HTTP_ML_GUARD_AUTH_JWT;
+        }
+
+        if (conf->mtls_roles) {
+            conf->auth_effective |= NGX_HTTP_ML_GUARD_AUTH_MTLS;
         }
 
     } else {
@@ -413,15 +441,76 @@ ngx_http_ml_guard_auth(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 }
 
 
+/*
+ * Loads a file named by a directive through a plain-C loader at
+ * configuration time; the result lives as long as the configuration cycle.
+ */
+static void *
+ngx_http_ml_guard_load_file(ngx_conf_t *cf, ngx_str_t *file,
+    void *(*load)(const char *path, char *err, size_t errlen),
+    void (*release)(void *data))
+{
+    char                 err[512];
+    void                *obj;
+    ngx_pool_cleanup_t  *cln;
+
+    if (ngx_conf_full_name(cf->cycle, file, 1) != NGX_OK) {
+        return NULL;
+    }
+
+    obj = load((char *) file->data, err, sizeof(err));
+    if (obj == NULL) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0, "%s", err);
+        return NULL;
+    }
+
+    cln = ngx_pool_cleanup_add(cf->pool, 0);
+    if (cln == NULL) {
+        release(obj);
+        return NULL;
+    }
+
+    cln->handler = release;
+    cln->data = obj;
+
+    return obj;
+}
+
+
+static void *
+ngx_http_ml_guard_api_keys_load(const char *path, char *err, size_t errlen)
+{
+    return mlg_apikeys_load(path, err, errlen);
+}
+
+
+static void
+ngx_http_ml_guard_api_keys_release(void *data)
+{
+    mlg_apikeys_free(data);
+}
+
+
+static void *
+ngx_http_ml_guard_rolemap_load(const char *path, char *err, size_t errlen)
+{
+    return mlg_rolemap_load(path, err, errlen);
+}
+
+
+static void
+ngx_http_ml_guard_rolemap_release(void *data)
+{
+    mlg_rolemap_free(data);
+}
+
+
 static char *
 ngx_http_ml_guard_api_keys(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 {
     ngx_http_ml_guard_loc_conf_t *lcf = conf;
 
-    char                 err[512];
-    ngx_str_t           *value, file;
-    mlg_apikeys_t       *keys;
-    ngx_pool_cleanup_t  *cln;
+    ngx_str_t  *value, file;
 
     if (lcf->api_keys != NULL) {
         return "is duplicate";
@@ -430,44 +519,49 @@ ngx_http_ml_guard_api_keys(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
     value = cf->args->elts;
     file = value[1];
 
-    if (ngx_conf_full_name(cf->cycle, &file, 1) != NGX_OK) {
+    lcf->api_keys = ngx_http_ml_guard_load_file(cf, &file,
+                                                ngx_http_ml_guard_api_keys_load,
+                                                ngx_http_ml_guard_api_keys_release);
+    if (lcf->api_keys == NULL) {
         return NGX_CONF_ERROR;
     }
 
-    keys = mlg_apikeys_load((char *) file.data, err, sizeof(err));
-    if (keys == NULL) {
-        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0, "%s", err);
-        return NGX_CONF_ERROR;
-    }
-
-    /* the table lives as long as this configuration cycle */
-
-    cln = ngx_pool_cleanup_add(cf->pool, 0);
-    if (cln == NULL) {
-        mlg_apikeys_free(keys);
-        return NGX_CONF_ERROR;
-    }
-
-    cln->handler = ngx_http_ml_guard_api_keys_cleanup;
-    cln->data = keys;
-
-    if (mlg_apikeys_count(keys) == 0) {
+    if (mlg_apikeys_count(lcf->api_keys) == 0) {
         ngx_conf_log_error(NGX_LOG_WARN, cf, 0,
                            "key file \"%V\" holds no keys: every API key "
                            "will be refused", &file);
     }
 
-    lcf->api_keys = keys;
     lcf->api_keys_file = file;
 
     return NGX_CONF_OK;
 }
 
 
-static void
-ngx_http_ml_guard_api_keys_cleanup(void *data)
+static char *
+ngx_http_ml_guard_mtls_roles(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 {
-    mlg_apikeys_free(data);
+    ngx_http_ml_guard_loc_conf_t *lcf = conf;
+
+#if (NGX_HTTP_SSL)
+    ngx_str_t  *value, file;
+
+    if (lcf->mtls_roles != NULL) {
+        return "is duplicate";
+    }
+
+    value = cf->args->elts;
+    file = value[1];
+
+    lcf->mtls_roles = ngx_http_ml_guard_load_file(cf, &file,
+                                                  ngx_http_ml_guard_rolemap_load,
+                                                  ngx_http_ml_guard_rolemap_release);
+
+    return lcf->mtls_roles ? NGX_CONF_OK : NGX_CONF_ERROR;
+#else
+    (void) lcf;
+    return "needs nginx built with SSL";
+#endif
 }
 
 
@@ -577,7 +671,8 @@ ngx_http_ml_guard_init(ngx_conf_t *cf)
     *h = ngx_http_ml_guard_handler;
 
     if (ngx_http_ml_guard_body_filter_init(cf) != NGX_OK
-        || ngx_http_ml_guard_problem_filter_init(cf) != NGX_OK)
+        || ngx_http_ml_guard_problem_filter_init(cf) != NGX_OK
+        || ngx_http_ml_guard_metrics_init_zone(cf) != NGX_OK)
     {
         return NGX_ERROR;
     }
@@ -644,6 +739,7 @@ ngx_http_ml_guard_handler(ngx_http_request_t *r)
 
         ctx->step = MLG_STEP_LOCKOUT;
         ctx->ratelimit_remaining = -1;
+        ctx->start_us = ngx_http_ml_guard_now_us();
 
         ngx_http_set_ctx(r, ctx, ngx_http_ml_guard_module);
 
@@ -683,6 +779,7 @@ ngx_http_ml_guard_handler(ngx_http_request_t *r)
 
         default: /* MLG_STEP_DONE */
             ctx->decision = 1;
+            ngx_http_ml_guard_metrics_decision(ctx);
             return NGX_DECLINED;
         }
 
@@ -750,11 +847,24 @@ ngx_http_ml_guard_authenticate(ngx_http_request_t *r,
         }
     }
 
+    if (methods & NGX_HTTP_ML_GUARD_AUTH_MTLS) {
+        rc = ngx_http_ml_guard_mtls_authenticate(r, lcf, ctx, &reason);
+
+        if (rc == NGX_OK) {
+            return NGX_OK;
+        }
+
+        if (rc == NGX_ERROR && failure == MLG_REASON_NONE) {
+            failure = reason;
+        }
+    }
+
     if (failure == MLG_REASON_NONE) {
         return ngx_http_ml_guard_deny(r, ctx, MLG_REASON_MISSING_CREDENTIALS,
                                       "no credentials were presented");
     }
 
+    ngx_http_ml_guard_metric_add(MLG_METRIC_AUTH_FAILURES, 1);
     ngx_http_ml_guard_auth_failed(r, lcf, ctx);
 
     switch (failure) {
@@ -775,6 +885,11 @@ ngx_http_ml_guard_authenticate(ngx_http_request_t *r,
         return ngx_http_ml_guard_deny(r, ctx, failure,
                                       "the bearer token's issuer or "
                                       "audience is not accepted here");
+
+    case MLG_REASON_INVALID_CLIENT_CERT:
+        return ngx_http_ml_guard_deny(r, ctx, failure,
+                                      "the client certificate did not "
+                                      "verify");
 
     default:
         return ngx_http_ml_guard_deny(r, ctx, failure,
@@ -855,6 +970,83 @@ ngx_http_ml_guard_api_key_authenticate(ngx_http_request_t *r,
     }
 
     return NGX_OK;
+}
+
+
+/*
+ * mTLS: nginx verified the chain (ssl_verify_client optional|on, with
+ * ssl_client_certificate and ssl_crl); the principal is the subject CN.
+ * NGX_DECLINED when no certificate was sent.
+ */
+static ngx_int_t
+ngx_http_ml_guard_mtls_authenticate(ngx_http_request_t *r,
+    ngx_http_ml_guard_loc_conf_t *lcf, ngx_http_ml_guard_ctx_t *ctx,
+    ngx_http_ml_guard_reason_e *reason)
+{
+#if (NGX_HTTP_SSL)
+    int                         idx, len;
+    X509                       *cert;
+    ngx_int_t                   rc;
+    X509_NAME                  *subject;
+    unsigned char              *cn;
+    X509_NAME_ENTRY            *entry;
+    const mlg_rolemap_entry_t  *e;
+
+    if (r->connection->ssl == NULL) {
+        return NGX_DECLINED;
+    }
+
+    cert = SSL_get_peer_certificate(r->connection->ssl->connection);
+    if (cert == NULL) {
+        return NGX_DECLINED;
+    }
+
+    *reason = MLG_REASON_INVALID_CLIENT_CERT;
+    rc = NGX_ERROR;
+    cn = NULL;
+
+    if (SSL_get_verify_result(r->connection->ssl->connection) != X509_V_OK) {
+        goto done;
+    }
+
+    subject = X509_get_subject_name(cert);
+    idx = subject ? X509_NAME_get_index_by_NID(subject, NID_commonName, -1) : -1;
+    if (idx < 0
+        || X509_NAME_get_index_by_NID(subject, NID_commonName, idx) >= 0)
+    {
+        /* no CN, or several: no single identity */
+        goto done;
+    }
+
+    entry = X509_NAME_get_entry(subject, idx);
+    len = ASN1_STRING_to_UTF8(&cn, X509_NAME_ENTRY_get_data(entry));
+    if (len <= 0 || ngx_strlchr(cn, cn + len, '\0') != NULL) {
+        goto done;
+    }
+
+    e = mlg_rolemap_lookup(lcf->mtls_roles, (char *) cn, (size_t) len);
+
+    if (ngx_http_ml_guard_set_principal(r, ctx, "mtls", cn, (size_t) len,
+                                        e ? (const char *const *) e->roles
+                                          : NULL,
+                                        e ? e->nroles : 0)
+        == NGX_OK)
+    {
+        rc = NGX_OK;
+    }
+
+done:
+
+    if (cn) {
+        OPENSSL_free(cn);
+    }
+
+    X509_free(cert);
+
+    return rc;
+#else
+    return NGX_DECLINED;
+#endif
 }
 
 

@@ -35,6 +35,7 @@
 #include <ngx_http.h>
 
 #include "mlg_apikeys.h"
+#include "mlg_rolemap.h"
 
 
 #define NGX_HTTP_ML_GUARD_AUTH_API_KEY  0x01
@@ -88,6 +89,8 @@ typedef struct {
     ngx_str_t                            api_keys_file;
     ngx_str_t                            api_key_header;  /* matched without case */
 
+    mlg_rolemap_t                       *mtls_roles;      /* ml_guard_mtls_roles */
+
     ngx_array_t                         *roles;           /* of ngx_str_t */
 
     off_t                                max_body;        /* ml_guard_max_body */
@@ -111,8 +114,33 @@ typedef enum {
 } ngx_http_ml_guard_step_e;
 
 
+/* Counters in shared memory (ngx_http_ml_guard_metrics.c). */
+typedef enum {
+    MLG_METRIC_RATELIMIT_ALLOWED = 0,
+    MLG_METRIC_RATELIMIT_LIMITED,
+    MLG_METRIC_RATELIMIT_LOCAL,         /* decided by the fail=local fallback */
+    MLG_METRIC_RATELIMIT_OPEN,          /* let through by fail=open */
+    MLG_METRIC_RATELIMIT_UNAVAILABLE,   /* refused by fail=closed */
+    MLG_METRIC_REDIS_RECONNECTS,
+    MLG_METRIC_REDIS_ERRORS,
+    MLG_METRIC_REDIS_TIMEOUTS,
+    MLG_METRIC_JWT_CACHE_HITS,
+    MLG_METRIC_JWT_CACHE_MISSES,
+    MLG_METRIC_AUTH_FAILURES,
+    MLG_METRIC_MAX
+} ngx_http_ml_guard_metric_e;
+
+/* Gauges: summed over workers (each adds +1/-1 on its own transitions). */
+typedef enum {
+    MLG_GAUGE_REDIS_CONNECTED = 0,      /* workers connected to Redis */
+    MLG_GAUGE_REDIS_BREAKER_OPEN,       /* workers whose breaker is open */
+    MLG_GAUGE_MAX
+} ngx_http_ml_guard_gauge_e;
+
+
 typedef struct {
     ngx_uint_t                           step;
+    uint64_t                             start_us;        /* monotonic */
 
     /* who: set by ngx_http_ml_guard_set_principal() */
     ngx_str_t                            principal;
@@ -161,6 +189,16 @@ void ngx_http_ml_guard_set_errors(ngx_http_request_t *r,
     ngx_http_ml_guard_ctx_t *ctx, void *errors /* json_t *, reference stolen */);
 const char *ngx_http_ml_guard_reason_name(ngx_http_ml_guard_reason_e reason);
 ngx_int_t ngx_http_ml_guard_problem_filter_init(ngx_conf_t *cf);
+
+/* ngx_http_ml_guard_metrics.c */
+ngx_int_t ngx_http_ml_guard_metrics_init_zone(ngx_conf_t *cf);
+void ngx_http_ml_guard_metric_add(ngx_http_ml_guard_metric_e metric,
+    ngx_int_t n);
+void ngx_http_ml_guard_gauge_add(ngx_http_ml_guard_gauge_e gauge,
+    ngx_int_t delta);
+void ngx_http_ml_guard_metrics_decision(ngx_http_ml_guard_ctx_t *ctx);
+uint64_t ngx_http_ml_guard_now_us(void);
+char *ngx_http_ml_guard_metrics(ngx_conf_t *cf, ngx_command_t *cmd, void *conf);
 
 /* ngx_http_ml_guard_body.c */
 ngx_int_t ngx_http_ml_guard_body_step(ngx_http_request_t *r,

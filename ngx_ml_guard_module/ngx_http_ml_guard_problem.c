@@ -206,6 +206,8 @@ ngx_http_ml_guard_deny(ngx_http_request_t *r, ngx_http_ml_guard_ctx_t *ctx,
         }
     }
 
+    ngx_http_ml_guard_metrics_decision(ctx);
+
     ngx_log_error(NGX_LOG_INFO, r->connection->log, 0,
                   "ml_guard: denied %ui %s: %V",
                   status, ngx_http_ml_guard_reasons[reason].name, &ctx->detail);
@@ -290,11 +292,43 @@ ngx_http_ml_guard_problem_render(ngx_http_request_t *r,
 }
 
 
+/*
+ * nginx's own refusals that belong to our policy, in our format: its 413
+ * (client_max_body_size) in a guarded location, and its 400 for a client
+ * certificate that failed verification (other CA, revoked, expired) where
+ * mTLS roles are configured -- nginx answers those before any location is
+ * chosen, so the server-level configuration decides.
+ */
+static ngx_http_ml_guard_reason_e
+ngx_http_ml_guard_nginx_error(ngx_http_request_t *r,
+    ngx_http_ml_guard_loc_conf_t *lcf)
+{
+    if (r->headers_out.status == NGX_HTTP_REQUEST_ENTITY_TOO_LARGE
+        && lcf->enable)
+    {
+        return MLG_REASON_BODY_TOO_LARGE;
+    }
+
+#if (NGX_HTTP_SSL)
+    if (r->headers_out.status == NGX_HTTP_BAD_REQUEST
+        && lcf->mtls_roles != NULL
+        && r->connection->ssl != NULL
+        && SSL_get_verify_result(r->connection->ssl->connection) != X509_V_OK)
+    {
+        return MLG_REASON_INVALID_CLIENT_CERT;
+    }
+#endif
+
+    return MLG_REASON_NONE;
+}
+
+
 static ngx_int_t
 ngx_http_ml_guard_header_filter(ngx_http_request_t *r)
 {
     ngx_str_t                      v;
     ngx_http_ml_guard_ctx_t       *ctx;
+    ngx_http_ml_guard_reason_e     reason;
     ngx_http_ml_guard_loc_conf_t  *lcf;
 
     if (r != r->main || r->upstream != NULL) {
@@ -305,14 +339,10 @@ ngx_http_ml_guard_header_filter(ngx_http_request_t *r)
 
     if (ctx == NULL || !ctx->problem_swap) {
 
-        /* nginx's own 413 (client_max_body_size) in a guarded location */
-
-        if (r->headers_out.status != NGX_HTTP_REQUEST_ENTITY_TOO_LARGE) {
-            return ngx_http_next_header_filter(r);
-        }
-
         lcf = ngx_http_get_module_loc_conf(r, ngx_http_ml_guard_module);
-        if (!lcf->enable) {
+        reason = ngx_http_ml_guard_nginx_error(r, lcf);
+
+        if (reason == MLG_REASON_NONE) {
             return ngx_http_next_header_filter(r);
         }
 
@@ -326,9 +356,17 @@ ngx_http_ml_guard_header_filter(ngx_http_request_t *r)
             ngx_http_set_ctx(r, ctx, ngx_http_ml_guard_module);
         }
 
-        (void) ngx_http_ml_guard_deny(r, ctx, MLG_REASON_BODY_TOO_LARGE,
-                                      "the request body is larger than "
-                                      "this location accepts");
+        if (reason == MLG_REASON_BODY_TOO_LARGE) {
+            (void) ngx_http_ml_guard_deny(r, ctx, reason,
+                                          "the request body is larger than "
+                                          "this location accepts");
+
+        } else {
+            (void) ngx_http_ml_guard_deny(r, ctx, reason,
+                                          "the client certificate did not "
+                                          "verify");
+            r->headers_out.status = ctx->status;
+        }
     }
 
     if (r->headers_out.status != ctx->status) {

@@ -5,10 +5,10 @@
 #ifndef MLG_TAP_H
 #define MLG_TAP_H
 
-#include <stdio.h>
-#include <string.h>
-#include <stdlib.h>
 #include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
 
 static int tap_count;
 static int tap_failed;
@@ -19,22 +19,13 @@ static int tap_failed;
 #define is_str(got, want, ...) \
     tap_is_str((got), (want), __FILE__, __LINE__, __VA_ARGS__)
 
-static void
-tap_vname(const char *fmt, va_list ap)
-{
-    vprintf(fmt, ap);
-}
-
+/* Prints one result line; returns pass so callers can add diagnostics. */
 static int
-tap_ok(int pass, const char *file, int line, const char *fmt, ...)
+tap_report(int pass, const char *file, int line, const char *fmt, va_list ap)
 {
-    va_list ap;
-
     tap_count++;
     printf("%sok %d - ", pass ? "" : "not ", tap_count);
-    va_start(ap, fmt);
-    tap_vname(fmt, ap);
-    va_end(ap);
+    vprintf(fmt, ap);
     printf("\n");
     if (!pass) {
         tap_failed++;
@@ -45,24 +36,29 @@ tap_ok(int pass, const char *file, int line, const char *fmt, ...)
 }
 
 static int
+tap_ok(int pass, const char *file, int line, const char *fmt, ...)
+{
+    va_list ap;
+
+    va_start(ap, fmt);
+    pass = tap_report(pass, file, line, fmt, ap);
+    va_end(ap);
+    return pass;
+}
+
+static int
 tap_is_int(long long got, long long want, const char *file, int line,
     const char *fmt, ...)
 {
     va_list ap;
-    int     pass = (got == want);
+    int     pass;
 
-    tap_count++;
-    printf("%sok %d - ", pass ? "" : "not ", tap_count);
     va_start(ap, fmt);
-    tap_vname(fmt, ap);
+    pass = tap_report(got == want, file, line, fmt, ap);
     va_end(ap);
-    printf("\n");
     if (!pass) {
-        tap_failed++;
-        printf("#   Failed at %s line %d\n#   got: %lld\n#   expected: %lld\n",
-               file, line, got, want);
+        printf("#   got: %lld\n#   expected: %lld\n", got, want);
     }
-    fflush(stdout);
     return pass;
 }
 
@@ -75,18 +71,13 @@ tap_is_str(const char *got, const char *want, const char *file, int line,
 
     pass = (got == NULL && want == NULL)
            || (got != NULL && want != NULL && strcmp(got, want) == 0);
-    tap_count++;
-    printf("%sok %d - ", pass ? "" : "not ", tap_count);
     va_start(ap, fmt);
-    tap_vname(fmt, ap);
+    pass = tap_report(pass, file, line, fmt, ap);
     va_end(ap);
-    printf("\n");
     if (!pass) {
-        tap_failed++;
-        printf("#   Failed at %s line %d\n#   got: '%s'\n#   expected: '%s'\n",
-               file, line, got ? got : "(null)", want ? want : "(null)");
+        printf("#   got: '%s'\n#   expected: '%s'\n",
+               got ? got : "(null)", want ? want : "(null)");
     }
-    fflush(stdout);
     return pass;
 }
 
@@ -108,6 +99,7 @@ diag(const char *fmt, ...)
     vprintf(fmt, ap);
     va_end(ap);
     printf("\n");
+    fflush(stdout);
 }
 
 #endif /* MLG_TAP_H */

@@ -157,6 +157,9 @@ sub expand {
 #   (still expanded, and still given load_module/pid/log paths).
 sub config_text {
     my ($self, %s) = @_;
+    $s{$_} //= '' for qw(main http server listen);
+    $s{listen} = " $s{listen}" if length $s{listen};
+    $self->{scheme} = $s{listen} =~ /\bssl\b/ ? 'https' : 'http';
     my $user = $> == 0 ? "user root root;\n" : '';
     my $module = module_path();
     my $workers = $s{workers} // $self->{workers};
@@ -177,14 +180,13 @@ $temp
     default_type application/octet-stream;
     $s{http}
     server {
-        listen 127.0.0.1:$self->{port};
+        listen 127.0.0.1:$self->{port}$s{listen};
         server_name localhost;
         root $self->{dir}/html;
         $s{server}
     }
 }
 EOT
-    $s{$_} //= '' for qw(main http server);
     return $self->expand($head . $body);
 }
 
@@ -398,13 +400,20 @@ sub stop_redis {
 
 # --- requests -------------------------------------------------------------
 
-sub url { "http://127.0.0.1:$_[0]{port}$_[1]" }
+sub url { ($_[0]{scheme} // 'http') . "://127.0.0.1:$_[0]{port}$_[1]" }
 
 # HTTP::Tiny request; returns its response hash plus ->{json} when the body
 # is JSON.  Headers: a hash ref (values may be array refs for repeats).
+# With a `listen => 'ssl'` server the request uses TLS (the server is not
+# verified); `ssl => {SSL_cert_file => ..., SSL_key_file => ...}` adds
+# IO::Socket::SSL options such as a client certificate.
 sub request {
     my ($self, $method, $path, %opt) = @_;
-    my $http = $self->{http} //= HTTP::Tiny->new(timeout => 15, keep_alive => 0);
+    my $http = $opt{ssl}
+        ? HTTP::Tiny->new(timeout => 15, keep_alive => 0, verify_SSL => 0,
+                          SSL_options => { SSL_verify_mode => 0, %{ $opt{ssl} } })
+        : ($self->{http} //= HTTP::Tiny->new(timeout => 15, keep_alive => 0, verify_SSL => 0,
+                                             SSL_options => { SSL_verify_mode => 0 }));
     my %args = (headers => $opt{headers} || {});
     $args{content} = $opt{body} if defined $opt{body};
     my $res = $http->request($method, $self->url($path), \%args);

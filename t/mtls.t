@@ -1,0 +1,92 @@
+# Mutual TLS for service-to-service callers: ml_guard_auth mtls and
+# ml_guard_mtls_roles, with a private CA (valid, other CA, none, revoked).
+use strict;
+use warnings;
+use lib 't/lib';
+use Test::More;
+use MLGuard::Test qw(sha256_hex_of random_key);
+use MLGuard::PKI;
+
+my $t = MLGuard::Test->new;
+my $ca = MLGuard::PKI->new($t->dir . '/ca', 'ml-guard test CA');
+my $other = MLGuard::PKI->new($t->dir . '/other', 'some other CA');
+my ($srv_cert, $srv_key) = $ca->issue('localhost', server => 1);
+my %client;
+$client{$_} = [$ca->issue($_)] for 'billing.internal', 'Batch Scoring', 'unlisted.internal', 'revoked.internal';
+$client{foreign} = [$other->issue('billing.internal')];
+$ca->revoke($client{'revoked.internal'}[0]);
+my $crl = $ca->crl;
+
+my $key = random_key();
+$t->write_file('keys.txt', "alice " . sha256_hex_of($key) . " predict\n");
+$t->write_file('mtls-roles.txt', "billing.internal predict,admin\nBatch Scoring predict\nrevoked.internal predict\n");
+$t->start_echo;
+$t->start_nginx(listen => 'ssl', server => qq{
+    ssl_certificate $srv_cert;
+    ssl_certificate_key $srv_key;
+    ssl_protocols TLSv1.2 TLSv1.3;
+    ssl_client_certificate @{[ $ca->cert ]};
+    ssl_verify_client optional;
+    ssl_crl $crl;
+
+    ml_guard_mtls_roles %%DIR%%/mtls-roles.txt;
+    proxy_set_header X-Principal \$ml_guard_principal;
+    proxy_set_header X-Method \$ml_guard_auth_method;
+    proxy_set_header X-Roles \$ml_guard_roles;
+
+    location /svc {
+        ml_guard on;
+        ml_guard_auth mtls;
+        ml_guard_roles predict;
+        proxy_pass http://%%ECHO%%;
+    }
+    location /either {
+        ml_guard on;
+        ml_guard_auth api_key mtls;
+        ml_guard_api_keys %%DIR%%/keys.txt;
+        ml_guard_roles predict;
+        proxy_pass http://%%ECHO%%;
+    }
+});
+
+sub with_cert {
+    my ($name, $path, %h) = @_;
+    my ($c, $k) = @{ $client{$name} };
+    return $t->request(GET => $path, ssl => { SSL_cert_file => $c, SSL_key_file => $k }, headers => \%h);
+}
+
+my $r = with_cert('billing.internal', '/svc');
+is $r->{status}, 200, 'valid client certificate with a role is allowed';
+is $r->{headers}{'x-echo-h-x-principal'}, 'billing.internal', 'principal is the subject CN';
+is $r->{headers}{'x-echo-h-x-method'}, 'mtls', 'auth method mtls';
+is $r->{headers}{'x-echo-h-x-roles'}, 'predict,admin', 'roles from ml_guard_mtls_roles';
+
+$r = with_cert('Batch Scoring', '/svc');
+is $r->{status}, 200, 'a CN with a blank';
+
+$r = with_cert('unlisted.internal', '/svc');
+is $r->{status}, 403, 'valid certificate without roles: 403';
+is $r->{json}{reason}, 'role_denied', 'role_denied';
+
+$r = $t->request(GET => '/svc');
+is $r->{status}, 401, 'no certificate: 401';
+is $r->{json}{reason}, 'missing_credentials', 'missing_credentials';
+
+$r = with_cert('foreign', '/svc');
+is $r->{status}, 401, 'certificate from another CA: 401';
+is $r->{json}{reason}, 'invalid_client_certificate', 'invalid_client_certificate';
+like $r->{headers}{'content-type'}, qr{application/problem\+json}, 'as problem+json';
+
+$r = with_cert('revoked.internal', '/svc');
+is $r->{status}, 401, 'revoked certificate (ssl_crl): 401';
+is $r->{json}{reason}, 'invalid_client_certificate', 'revoked: invalid_client_certificate';
+
+$r = $t->request(GET => '/either', headers => {'X-API-Key' => $key});
+is $r->{status}, 200, 'API key accepted where api_key and mtls are';
+$r = with_cert('billing.internal', '/either');
+is $r->{status}, 200, 'certificate accepted where api_key and mtls are';
+$r = with_cert('billing.internal', '/either', 'X-API-Key' => random_key());
+is $r->{status}, 200, 'any one valid credential suffices (bad key, good certificate)';
+
+$t->stop;
+done_testing;
