@@ -533,67 +533,23 @@ ngx_http_ml_guard_rl_set(ngx_slab_pool_t *shpool,
 }
 
 
+enum {
+    MLG_LOCAL_LIMIT = 0,   /* the limits of rl */
+    MLG_LOCAL_BAN,         /* is rl->ban_key banned */
+    MLG_LOCAL_FAIL         /* count a failure on fail_key, ban when over */
+};
+
+
+/* the fail=local counterpart of one script call, under the zone's lock */
 static void
-ngx_http_ml_guard_rl_local_limit(ngx_http_ml_guard_redis_conf_t *rcf,
-    ngx_http_ml_guard_ratelimit_ctx_t *rl, mlg_gcra_result_t *res)
+ngx_http_ml_guard_rl_local(ngx_http_ml_guard_redis_conf_t *rcf,
+    ngx_http_ml_guard_ratelimit_conf_t *rlcf, ngx_uint_t op,
+    ngx_http_ml_guard_ratelimit_ctx_t *rl, ngx_str_t *fail_key,
+    mlg_gcra_result_t *res)
 {
-    int64_t                        now, tats[MLG_GCRA_MAX_LIMITS];
+    int64_t                        now, until, tats[MLG_GCRA_MAX_LIMITS];
     ngx_uint_t                     i;
     ngx_slab_pool_t               *shpool;
-    ngx_http_ml_guard_rl_shctx_t  *sh;
-
-    shpool = (ngx_slab_pool_t *) rcf->zone->shm.addr;
-    sh = rcf->zone->data;
-    now = ngx_http_ml_guard_rl_now();
-
-    ngx_shmtx_lock(&shpool->mutex);
-
-    for (i = 0; i < rl->n; i++) {
-        tats[i] = ngx_http_ml_guard_rl_get(sh, &rl->keys[i], now);
-    }
-
-    if (mlg_gcra_check_all(rl->gcra, tats, (int) rl->n, now, res)) {
-        for (i = 0; i < rl->n; i++) {
-            /* a key is worthless once its TAT has passed */
-            ngx_http_ml_guard_rl_set(shpool, sh, &rl->keys[i], tats[i],
-                                     tats[i], now);
-        }
-    }
-
-    ngx_shmtx_unlock(&shpool->mutex);
-}
-
-
-static void
-ngx_http_ml_guard_rl_local_ban(ngx_http_ml_guard_redis_conf_t *rcf,
-    ngx_str_t *ban_key, mlg_gcra_result_t *res)
-{
-    int64_t                        now, until;
-    ngx_slab_pool_t               *shpool;
-    ngx_http_ml_guard_rl_shctx_t  *sh;
-
-    shpool = (ngx_slab_pool_t *) rcf->zone->shm.addr;
-    sh = rcf->zone->data;
-    now = ngx_http_ml_guard_rl_now();
-
-    ngx_shmtx_lock(&shpool->mutex);
-    until = ngx_http_ml_guard_rl_get(sh, ban_key, now);
-    ngx_shmtx_unlock(&shpool->mutex);
-
-    ngx_memzero(res, sizeof(mlg_gcra_result_t));
-    res->allowed = until <= now;
-    res->retry_after_us = res->allowed ? 0 : until - now;
-}
-
-
-static void
-ngx_http_ml_guard_rl_local_fail(ngx_http_ml_guard_redis_conf_t *rcf,
-    ngx_http_ml_guard_ratelimit_conf_t *rlcf, ngx_str_t *fail_key,
-    ngx_str_t *ban_key)
-{
-    int64_t                        now, tat, new_tat = 0, until;
-    ngx_slab_pool_t               *shpool;
-    mlg_gcra_result_t              res;
     ngx_http_ml_guard_rl_node_t   *node;
     ngx_http_ml_guard_rl_shctx_t  *sh;
 
@@ -603,15 +559,42 @@ ngx_http_ml_guard_rl_local_fail(ngx_http_ml_guard_redis_conf_t *rcf,
 
     ngx_shmtx_lock(&shpool->mutex);
 
-    tat = ngx_http_ml_guard_rl_get(sh, fail_key, now);
-    mlg_gcra_check(&rlcf->failures, tat, now, &res, &new_tat);
+    switch (op) {
 
-    if (res.allowed) {
-        ngx_http_ml_guard_rl_set(shpool, sh, fail_key, new_tat, new_tat, now);
+    case MLG_LOCAL_LIMIT:
+        for (i = 0; i < rl->n; i++) {
+            tats[i] = ngx_http_ml_guard_rl_get(sh, &rl->keys[i], now);
+        }
 
-    } else {
+        if (mlg_gcra_check_all(rl->gcra, tats, (int) rl->n, now, res)) {
+            for (i = 0; i < rl->n; i++) {
+                /* a key is worthless once its TAT has passed */
+                ngx_http_ml_guard_rl_set(shpool, sh, &rl->keys[i], tats[i],
+                                         tats[i], now);
+            }
+        }
+        break;
+
+    case MLG_LOCAL_BAN:
+        until = ngx_http_ml_guard_rl_get(sh, &rl->ban_key, now);
+
+        ngx_memzero(res, sizeof(mlg_gcra_result_t));
+        res->allowed = until <= now;
+        res->retry_after_us = res->allowed ? 0 : until - now;
+        break;
+
+    default: /* MLG_LOCAL_FAIL */
+        tats[0] = ngx_http_ml_guard_rl_get(sh, fail_key, now);
+        mlg_gcra_check(&rlcf->failures, tats[0], now, res, &tats[1]);
+
+        if (res->allowed) {
+            ngx_http_ml_guard_rl_set(shpool, sh, fail_key, tats[1], tats[1],
+                                     now);
+            break;
+        }
+
         until = now + (int64_t) rlcf->ban * 1000;
-        ngx_http_ml_guard_rl_set(shpool, sh, ban_key, until, until, now);
+        ngx_http_ml_guard_rl_set(shpool, sh, &rl->ban_key, until, until, now);
 
         node = ngx_http_ml_guard_rl_lookup(sh, fail_key);
         if (node != NULL) {
@@ -1018,15 +1001,23 @@ ngx_http_ml_guard_rl_decide(ngx_http_request_t *r,
         rcf = ngx_http_ml_guard_rl_redis_conf(r);
 
         rc = ngx_http_ml_guard_rl_fail(r, ctx, rcf);
+
+        if (!lockout && rcf->address.len) {
+            ngx_http_ml_guard_metric_add(rc == NGX_DECLINED
+                                         ? MLG_METRIC_RATELIMIT_LOCAL
+                                         : rc == NGX_OK
+                                           ? MLG_METRIC_RATELIMIT_OPEN
+                                           : MLG_METRIC_RATELIMIT_UNAVAILABLE,
+                                         1);
+        }
+
         if (rc != NGX_DECLINED) {
             return rc;
         }
 
-        if (lockout) {
-            ngx_http_ml_guard_rl_local_ban(rcf, &rl->ban_key, &call->result);
-        } else {
-            ngx_http_ml_guard_rl_local_limit(rcf, rl, &call->result);
-        }
+        ngx_http_ml_guard_rl_local(rcf, lcf->ratelimit,
+                                   lockout ? MLG_LOCAL_BAN : MLG_LOCAL_LIMIT,
+                                   rl, NULL, &call->result);
     }
 
     return NGX_DONE;
@@ -1070,6 +1061,7 @@ ngx_http_ml_guard_auth_failed(ngx_http_request_t *r,
 {
     ngx_str_t                            addr, fail_key, args[7];
     ngx_int_t                            rc;
+    mlg_gcra_result_t                    res;
     ngx_http_ml_guard_redis_conf_t      *rcf;
     ngx_http_ml_guard_ratelimit_ctx_t   *rl;
     ngx_http_ml_guard_ratelimit_conf_t  *rlcf = lcf->ratelimit;
@@ -1118,7 +1110,8 @@ ngx_http_ml_guard_auth_failed(ngx_http_request_t *r,
     if (rc == NGX_DECLINED
         && (rcf->address.len == 0 || rcf->fail == NGX_HTTP_ML_GUARD_FAIL_LOCAL))
     {
-        ngx_http_ml_guard_rl_local_fail(rcf, rlcf, &fail_key, &rl->ban_key);
+        ngx_http_ml_guard_rl_local(rcf, rlcf, MLG_LOCAL_FAIL, rl, &fail_key,
+                                   &res);
     }
 }
 
@@ -1144,6 +1137,14 @@ ngx_http_ml_guard_ratelimit_step(ngx_http_request_t *r,
     }
 
     res = &rl->limit.result;
+
+    if (!rl->limit.unavailable
+        || ngx_http_ml_guard_rl_redis_conf(r)->address.len == 0)
+    {
+        ngx_http_ml_guard_metric_add(res->allowed
+                                     ? MLG_METRIC_RATELIMIT_ALLOWED
+                                     : MLG_METRIC_RATELIMIT_LIMITED, 1);
+    }
 
     if (res->index < 0 || (ngx_uint_t) res->index >= rl->n) {
         return NGX_OK;

@@ -295,6 +295,10 @@ ngx_http_ml_guard_redis_cleanup(void *privdata)
     c->fd = (ngx_socket_t) -1;
     ngx_free_connection(c);
 
+    if (ac->c.flags & REDIS_CONNECTED) {
+        ngx_http_ml_guard_gauge_add(MLG_GAUGE_REDIS_CONNECTED, -1);
+    }
+
     if (mlg_redis.ac == ac) {
         /* lost, not dropped by us: the server closed or an I/O error */
         mlg_redis.ac = NULL;
@@ -338,6 +342,8 @@ static void
 ngx_http_ml_guard_redis_timeout(ngx_event_t *ev)
 {
     ngx_http_ml_guard_redis_cmd_t  *cmd = ev->data;
+
+    ngx_http_ml_guard_metric_add(MLG_METRIC_REDIS_TIMEOUTS, 1);
 
     ngx_http_ml_guard_redis_finish(cmd, NULL);
 
@@ -448,6 +454,8 @@ ngx_http_ml_guard_redis_reply(redisAsyncContext *ac, void *r, void *privdata)
     }
 
     if (reply != NULL && reply->type == REDIS_REPLY_ERROR) {
+        ngx_http_ml_guard_metric_add(MLG_METRIC_REDIS_ERRORS, 1);
+
         len = ngx_snprintf(why, sizeof(why), "error reply: %*s",
                            (size_t) ngx_min(reply->len, 100), reply->str)
               - why;
@@ -559,6 +567,7 @@ ngx_http_ml_guard_redis_trip(const char *why, size_t len)
 
     if (mlg_redis.up) {
         mlg_redis.up = 0;
+        ngx_http_ml_guard_gauge_add(MLG_GAUGE_REDIS_BREAKER_OPEN, 1);
         mlg_redis.backoff = NGX_HTTP_ML_GUARD_REDIS_BACKOFF_MIN;
         ngx_log_error(NGX_LOG_ERR, ngx_cycle->log, 0,
                       "ml_guard: redis %V unavailable: %*s; limits fail %s "
@@ -594,6 +603,7 @@ ngx_http_ml_guard_redis_probe_done(void *data, redisReply *reply)
 
     mlg_redis.up = 1;
     mlg_redis.backoff = NGX_HTTP_ML_GUARD_REDIS_BACKOFF_MIN;
+    ngx_http_ml_guard_gauge_add(MLG_GAUGE_REDIS_BREAKER_OPEN, -1);
     ngx_log_error(NGX_LOG_WARN, ngx_cycle->log, 0,
                   "ml_guard: redis %V available again; limits are shared",
                   &mlg_redis.conf->address);
@@ -660,11 +670,15 @@ ngx_http_ml_guard_redis_setup_reply(redisAsyncContext *ac, void *r,
 static void
 ngx_http_ml_guard_redis_on_connect(const redisAsyncContext *ac, int status)
 {
-    /* a failed connect is followed by cleanup(), which trips the breaker */
-    if (status != REDIS_OK) {
-        ngx_log_debug1(NGX_LOG_DEBUG_HTTP, ngx_cycle->log, 0,
-                       "ml_guard: redis connect failed: %s", ac->errstr);
+    if (status == REDIS_OK) {
+        ngx_http_ml_guard_metric_add(MLG_METRIC_REDIS_RECONNECTS, 1);
+        ngx_http_ml_guard_gauge_add(MLG_GAUGE_REDIS_CONNECTED, 1);
+        return;
     }
+
+    /* a failed connect is followed by cleanup(), which trips the breaker */
+    ngx_log_debug1(NGX_LOG_DEBUG_HTTP, ngx_cycle->log, 0,
+                   "ml_guard: redis connect failed: %s", ac->errstr);
 }
 
 
@@ -794,6 +808,11 @@ ngx_http_ml_guard_redis_exit_worker(ngx_cycle_t *cycle)
 
     if (mlg_redis.probe.timer_set) {
         ngx_del_timer(&mlg_redis.probe);
+    }
+
+    if (!mlg_redis.up) {
+        /* the gauges are sums over live workers */
+        ngx_http_ml_guard_gauge_add(MLG_GAUGE_REDIS_BREAKER_OPEN, -1);
     }
 
     mlg_redis.up = 0;
