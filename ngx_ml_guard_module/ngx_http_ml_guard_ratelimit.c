@@ -23,6 +23,7 @@
 typedef struct {
     mlg_gcra_limit_t                 gcra;
     ngx_http_complex_value_t        *key;     /* NULL: principal, else address */
+    ngx_str_t                        kind;    /* "key=..." as written */
     char                             id[48];
 } ngx_http_ml_guard_limit_t;
 
@@ -316,6 +317,9 @@ ngx_http_ml_guard_rate_limit(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
                                    "ml_guard_rate_limit: empty key=");
                 return NGX_CONF_ERROR;
             }
+
+            /* hashed with the value: never equal to "principal"/"addr" */
+            lim->kind = value[i];
 
             lim->key = ngx_palloc(cf->pool, sizeof(ngx_http_complex_value_t));
             if (lim->key == NULL) {
@@ -713,8 +717,8 @@ ngx_http_ml_guard_rl_build(ngx_http_request_t *r,
             }
 
             /* hashed with the value: $a and $b never share a budget */
-            kind = (const char *) lim[i].key->value.data;
-            kind_len = lim[i].key->value.len;
+            kind = (const char *) lim[i].kind.data;
+            kind_len = lim[i].kind.len;
 
         } else if (ctx->principal.len) {
             value = ctx->principal;
