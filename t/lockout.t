@@ -75,4 +75,24 @@ my $server = q{
     $t->stop;
 }
 
+{
+    # Redis configured but unreachable: fail=local falls back to the same
+    # lockout in shared memory, fail=closed refuses
+    my $t = MLGuard::Test->new;
+    $t->write_file('keys.txt', 'svc ' . sha256_hex_of($good) . " predict\n");
+    $t->start_echo;
+    $t->start_nginx(http => 'ml_guard_redis unix:%%DIR%%/no-redis.sock fail=local;', server => $server);
+    scenario($t, 'fallback');
+    like($t->read_file('logs/error.log'), qr/unavailable: connect failed; limits fail local/,
+         'fallback: the outage is logged');
+    $t->stop_nginx;
+
+    $t->start_nginx(http => 'ml_guard_redis unix:%%DIR%%/no-redis.sock fail=closed;', server => $server);
+    my $r = $t->request(GET => '/a', headers => { 'X-API-Key' => $good });
+    is($r->{status}, 503, 'fail=closed: lockout check unavailable, 503');
+    is($r->{json}{reason}, 'limiter_unavailable', 'fail=closed: limiter_unavailable');
+    is($t->request(GET => '/open')->{status}, 200, 'fail=closed: locations without lockout unaffected');
+    $t->stop;
+}
+
 done_testing();
