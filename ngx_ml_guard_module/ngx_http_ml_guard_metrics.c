@@ -124,6 +124,16 @@ ngx_http_ml_guard_gauge_add(ngx_http_ml_guard_gauge_e gauge, ngx_int_t delta)
 
 
 void
+ngx_http_ml_guard_metrics_upstream_failure(ngx_http_ml_guard_ctx_t *ctx)
+{
+    if (ngx_http_ml_guard_metrics_data && ctx->reason < MLG_REASON_MAX) {
+        (void) ngx_atomic_fetch_add(
+                         &ngx_http_ml_guard_metrics_data->decisions[ctx->reason], 1);
+    }
+}
+
+
+void
 ngx_http_ml_guard_metrics_decision(ngx_http_ml_guard_ctx_t *ctx)
 {
     uint64_t                      us;
@@ -213,9 +223,19 @@ ngx_http_ml_guard_metrics_handler(ngx_http_request_t *r)
         "ml_guard_requests_total{decision=\"allow\",reason=\"\"} %uA\n",
         m->decisions[MLG_REASON_NONE]);
 
-    for (i = 1; i < MLG_REASON_MAX; i++) {
+    for (i = 1; i < MLG_REASON_UPSTREAM_UNAVAILABLE; i++) {
         p = ngx_slprintf(p, end,
             "ml_guard_requests_total{decision=\"deny\",reason=\"%s\"} %uA\n",
+            ngx_http_ml_guard_reason_name(i), m->decisions[i]);
+    }
+
+    p = ngx_slprintf(p, end,
+        "# HELP ml_guard_upstream_failures_total Allowed requests the model server failed (nginx's 502/503/504).\n"
+        "# TYPE ml_guard_upstream_failures_total counter\n");
+
+    for (i = MLG_REASON_UPSTREAM_UNAVAILABLE; i < MLG_REASON_MAX; i++) {
+        p = ngx_slprintf(p, end,
+            "ml_guard_upstream_failures_total{reason=\"%s\"} %uA\n",
             ngx_http_ml_guard_reason_name(i), m->decisions[i]);
     }
 

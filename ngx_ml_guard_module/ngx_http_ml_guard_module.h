@@ -63,6 +63,9 @@ typedef enum {
     MLG_REASON_RATE_LIMITED,
     MLG_REASON_LOCKED_OUT,
     MLG_REASON_LIMITER_UNAVAILABLE,
+    /* not policy denials: the request was allowed, the model server failed */
+    MLG_REASON_UPSTREAM_UNAVAILABLE,
+    MLG_REASON_UPSTREAM_TIMEOUT,
     MLG_REASON_MAX
 } ngx_http_ml_guard_reason_e;
 
@@ -197,6 +200,7 @@ void ngx_http_ml_guard_metric_add(ngx_http_ml_guard_metric_e metric,
 void ngx_http_ml_guard_gauge_add(ngx_http_ml_guard_gauge_e gauge,
     ngx_int_t delta);
 void ngx_http_ml_guard_metrics_decision(ngx_http_ml_guard_ctx_t *ctx);
+void ngx_http_ml_guard_metrics_upstream_failure(ngx_http_ml_guard_ctx_t *ctx);
 uint64_t ngx_http_ml_guard_now_us(void);
 char *ngx_http_ml_guard_metrics(ngx_conf_t *cf, ngx_command_t *cmd, void *conf);
 

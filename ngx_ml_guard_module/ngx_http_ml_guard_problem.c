@@ -27,6 +27,9 @@ static ngx_int_t ngx_http_ml_guard_body_filter(ngx_http_request_t *r,
     ngx_chain_t *in);
 static ngx_int_t ngx_http_ml_guard_problem_render(ngx_http_request_t *r,
     ngx_http_ml_guard_ctx_t *ctx);
+static ngx_int_t ngx_http_ml_guard_problem_headers(ngx_http_request_t *r,
+    ngx_http_ml_guard_ctx_t *ctx);
+static ngx_int_t ngx_http_ml_guard_upstream_error(ngx_http_request_t *r);
 static void ngx_http_ml_guard_errors_cleanup(void *data);
 
 
@@ -55,6 +58,8 @@ static ngx_http_ml_guard_reason_t  ngx_http_ml_guard_reasons[] = {
     { "locked_out", NGX_HTTP_TOO_MANY_REQUESTS, "Locked out" },
     { "limiter_unavailable", NGX_HTTP_SERVICE_UNAVAILABLE,
       "Rate limiter unavailable" },
+    { "upstream_unavailable", NGX_HTTP_BAD_GATEWAY, "Model server unavailable" },
+    { "upstream_timeout", NGX_HTTP_GATEWAY_TIME_OUT, "Model server timeout" },
 };
 
 
@@ -323,16 +328,65 @@ ngx_http_ml_guard_nginx_error(ngx_http_request_t *r,
 }
 
 
+/*
+ * nginx's own 502/503/504 when the model server is down or slow (not a
+ * response the model server sent: r->err_status is only set for nginx's
+ * special responses) become problem documents too.  The policy decision
+ * stays "allow"; $ml_guard_reason tells what failed.
+ */
+static ngx_int_t
+ngx_http_ml_guard_upstream_error(ngx_http_request_t *r)
+{
+    ngx_uint_t                     status;
+    ngx_http_ml_guard_ctx_t       *ctx;
+    ngx_http_ml_guard_loc_conf_t  *lcf;
+
+    status = r->headers_out.status;
+
+    if (r->err_status == 0 || (ngx_uint_t) r->err_status != status
+        || (status != NGX_HTTP_BAD_GATEWAY
+            && status != NGX_HTTP_SERVICE_UNAVAILABLE
+            && status != NGX_HTTP_GATEWAY_TIME_OUT))
+    {
+        return ngx_http_next_header_filter(r);
+    }
+
+    lcf = ngx_http_get_module_loc_conf(r, ngx_http_ml_guard_module);
+    ctx = ngx_http_get_module_ctx(r, ngx_http_ml_guard_module);
+
+    if (!lcf->enable || ctx == NULL || ctx->problem_sending) {
+        return ngx_http_next_header_filter(r);
+    }
+
+    if (status == NGX_HTTP_GATEWAY_TIME_OUT) {
+        ctx->reason = MLG_REASON_UPSTREAM_TIMEOUT;
+        ngx_str_set(&ctx->detail, "the model server did not answer in time");
+
+    } else {
+        ctx->reason = MLG_REASON_UPSTREAM_UNAVAILABLE;
+        ngx_str_set(&ctx->detail, "the model server is not reachable");
+    }
+
+    ctx->status = status;
+    ngx_http_ml_guard_metrics_upstream_failure(ctx);
+
+    return ngx_http_ml_guard_problem_headers(r, ctx);
+}
+
+
 static ngx_int_t
 ngx_http_ml_guard_header_filter(ngx_http_request_t *r)
 {
-    ngx_str_t                      v;
     ngx_http_ml_guard_ctx_t       *ctx;
     ngx_http_ml_guard_reason_e     reason;
     ngx_http_ml_guard_loc_conf_t  *lcf;
 
-    if (r != r->main || r->upstream != NULL) {
+    if (r != r->main) {
         return ngx_http_next_header_filter(r);
+    }
+
+    if (r->upstream != NULL) {
+        return ngx_http_ml_guard_upstream_error(r);
     }
 
     ctx = ngx_http_get_module_ctx(r, ngx_http_ml_guard_module);
@@ -372,6 +426,17 @@ ngx_http_ml_guard_header_filter(ngx_http_request_t *r)
     if (r->headers_out.status != ctx->status) {
         return ngx_http_next_header_filter(r);
     }
+
+    return ngx_http_ml_guard_problem_headers(r, ctx);
+}
+
+
+/* Sets the headers of a problem document and arms the body filter. */
+static ngx_int_t
+ngx_http_ml_guard_problem_headers(ngx_http_request_t *r,
+    ngx_http_ml_guard_ctx_t *ctx)
+{
+    ngx_str_t  v;
 
     if (ngx_http_ml_guard_problem_render(r, ctx) != NGX_OK) {
         return NGX_ERROR;

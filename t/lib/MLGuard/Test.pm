@@ -355,9 +355,10 @@ sub echo_serve {
 
 # --- redis ----------------------------------------------------------------
 
+# Options: password => ..., args => [...], port => N (restart on a known port).
 sub start_redis {
     my ($self, %opt) = @_;
-    my $port = free_port();
+    my $port = $opt{port} // free_port();
     my $rdir = "$self->{dir}/redis";
     make_path($rdir);
     my $sock = "$rdir/redis.sock";
