@@ -435,16 +435,15 @@ ngx_http_ml_guard_redis_reply(redisAsyncContext *ac, void *r, void *privdata)
     if (reply != NULL && reply->type == REDIS_REPLY_ERROR
         && ngx_strncmp(reply->str, "NOSCRIPT", 8) == 0 && !cmd->retried)
     {
-        /* script cache flushed (restart, SCRIPT FLUSH): EVAL loads it */
+        /* script cache flushed (restart, SCRIPT FLUSH): EVAL loads it;
+         * also for commands nobody waits for (failure counts) */
         cmd->retried = 1;
         cmd->argv[0] = "EVAL";
         cmd->argvlen[0] = 4;
         cmd->argv[1] = mlg_redis.script;
         cmd->argvlen[1] = mlg_redis.script_len;
 
-        if (cmd->handler != NULL && ac == mlg_redis.ac
-            && ngx_http_ml_guard_redis_send(cmd) == NGX_OK)
-        {
+        if (ac == mlg_redis.ac && ngx_http_ml_guard_redis_send(cmd) == NGX_OK) {
             return;
         }
 

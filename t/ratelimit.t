@@ -219,6 +219,10 @@ $t->stop;
         server => 'location / { ml_guard_rate_limit 20r/s burst=5 key=$binary_remote_addr; '
                 . 'ml_guard_rate_limit 10000r/d; ml_guard_auth_failures 5r/m ban=10m; }');
     ok($ok, 'a full valid configuration passes nginx -t') or diag $out;
+    for my $addr ('localhost:6379', '[::1]:6379', 'unix:/run/redis/redis.sock') {
+        ($ok, $out) = $c->nginx_test(http => "ml_guard_redis $addr;");
+        ok($ok, "ml_guard_redis $addr accepted") or diag $out;
+    }
     ($ok, $out) = $c->nginx_test(http => 'ml_guard_redis 127.0.0.1:6379 password=;');
     ok(!$ok && $out !~ /s3cret/, 'empty password= rejected');
 }

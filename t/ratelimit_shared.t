@@ -38,8 +38,10 @@ for my $round (1 .. 2) {
         or diag explain \%st;
     is($st{429}, 150, "round $round: the other 150 get 429");
     my %via;
-    $via{ $_ % 2 ? 'a' : 'b' } += $res[$_ - 1]{status} == 200 for 1 .. 200;
-    ok($via{a} > 0 && $via{b} > 0, "both gateways allowed some ($via{a} + $via{b})");
+    $via{ $_ % 2 ? 'a' : 'b' }{ $res[$_ - 1]{status} }++ for 1 .. 200;
+    is(($via{a}{200} // 0) + ($via{a}{429} // 0), 100, 'gateway A answered its 100 (200 or 429)');
+    is(($via{b}{200} // 0) + ($via{b}{429} // 0), 100, 'gateway B answered its 100 (200 or 429)');
+    note(sprintf 'allowed via A: %d, via B: %d', $via{a}{200} // 0, $via{b}{200} // 0);
     my @rem = sort { $a <=> $b } map { $_->{headers}{'ratelimit-remaining'} }
         grep { $_->{status} == 200 } @res;
     is_deeply(\@rem, [ 0 .. 49 ], 'each remaining value 0..49 handed out exactly once');
