@@ -384,7 +384,11 @@ sub redis_cli {
     my ($self, @cmd) = @_;
     my $r = $self->{redis} or croak "no redis";
     my @auth = defined $r->{password} ? ('--no-auth-warning', '-a', $r->{password}) : ();
-    open my $fh, '-|', '/usr/bin/redis-cli', '-p', $r->{port}, @auth, @cmd or return '';
+    my $pid = open(my $fh, '-|') // return '';
+    if ($pid == 0) {
+        open STDERR, '>', '/dev/null';
+        exec('/usr/bin/redis-cli', '-p', $r->{port}, @auth, @cmd) or POSIX::_exit(127);
+    }
     local $/;
     my $out = <$fh> // '';
     close $fh;
