@@ -131,6 +131,8 @@ for my $scheme ('bearer', 'BEARER', 'BeArEr') {
     like $res->{headers}{'www-authenticate'}, qr/Bearer realm="ml-guard", error="invalid_token"/,
         'WWW-Authenticate names invalid_token';
     like $res->{headers}{'content-type'}, qr{^application/problem\+json}, 'problem+json';
+    is $res->{json}{status}, 401, 'problem status 401';
+    ok $res->{json}{type} && $res->{json}{title} && $res->{json}{detail}, 'problem type, title, detail';
     unlike $res->{content}, qr/\Q$good\E|alice/, 'the token is not echoed';
 }
 
@@ -139,7 +141,9 @@ my %ok_claims = (iss => 'https://idp.test/realms/ml', aud => 'ml-api');
 sub rs { $k->token(alg => 'RS256', key => 'rsa1', claims => { @_ }) }
 
 check('/claims', rs(%ok_claims), 200, undef, 'iss and aud match');
-check('/claims', rs(%ok_claims, iss => 'https://evil.test/realms/ml'), 401, 'token_claims', 'wrong iss');
+my $claims_res = check('/claims', rs(%ok_claims, iss => 'https://evil.test/realms/ml'), 401, 'token_claims',
+                       'wrong iss');
+unlike $claims_res->{content}, qr/evil/, 'the wrong issuer is not echoed';
 check('/claims', rs(%ok_claims, iss => undef), 401, 'token_claims', 'missing iss');
 check('/claims', rs(%ok_claims, aud => 'other-api'), 401, 'token_claims', 'wrong aud');
 check('/claims', rs(%ok_claims, aud => undef), 401, 'token_claims', 'missing aud');
