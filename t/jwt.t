@@ -67,6 +67,7 @@ my %loc = (
     '/both'    => "ml_guard_auth api_key jwt; ml_guard_api_keys %%DIR%%/api.keys;
                    ml_guard_jwt_key %%DIR%%/hs.secret;",
     '/nocache' => "ml_guard_jwt_key %%DIR%%/rsa1.pub.pem; ml_guard_jwt_cache off;",
+    '/noexp'   => "ml_guard_jwt_key %%DIR%%/rsa1.pub.pem; ml_guard_jwt_require_exp off;",
 );
 my $server = join '', map { "    location $_ { ml_guard on; $loc{$_} $vars }\n" } sort keys %loc;
 $t->start_nginx(server => $server);
@@ -152,6 +153,9 @@ check('/claims', rs(%ok_claims, aud => ['account', 'billing']), 401, 'token_clai
 check('/claims', rs(%ok_claims, exp => int($now) - 60), 401, 'token_expired', 'expired before claims');
 check('/rs256', rs(exp => int($now) - 1), 401, 'token_expired', 'expired');
 check('/rs256', rs(exp => undef), 401, 'token_claims', 'exp missing (required)');
+check('/noexp', rs(exp => undef), 200, undef, 'exp missing, ml_guard_jwt_require_exp off');
+check('/noexp', rs(exp => int($now) - 1), 401, 'token_expired', 'exp still checked when present');
+check('/noexp', rs(exp => 'tomorrow'), 401, 'token_claims', 'exp not a number');
 check('/rs256', rs(nbf => int($now) + 60), 401, 'token_not_yet_valid', 'not yet valid');
 check('/rs256', rs(nbf => int($now) - 1), 200, undef, 'nbf in the past');
 check('/rs256', rs(sub => undef), 401, 'token_claims', 'sub missing');
