@@ -150,24 +150,24 @@ check('/claims', rs(%ok_claims, aud => 'other-api'), 401, 'token_claims', 'wrong
 check('/claims', rs(%ok_claims, aud => undef), 401, 'token_claims', 'missing aud');
 check('/claims', rs(%ok_claims, aud => ['account', 'ml-api']), 200, undef, 'aud array containing it');
 check('/claims', rs(%ok_claims, aud => ['account', 'billing']), 401, 'token_claims', 'aud array without it');
-check('/claims', rs(%ok_claims, exp => int($now) - 60), 401, 'token_expired', 'expired before claims');
-check('/rs256', rs(exp => int($now) - 1), 401, 'token_expired', 'expired');
+check('/claims', rs(%ok_claims, exp => int(time) - 60), 401, 'token_expired', 'expired before claims');
+check('/rs256', rs(exp => int(time) - 1), 401, 'token_expired', 'expired');
 check('/rs256', rs(exp => undef), 401, 'token_claims', 'exp missing (required)');
 check('/noexp', rs(exp => undef), 200, undef, 'exp missing, ml_guard_jwt_require_exp off');
-check('/noexp', rs(exp => int($now) - 1), 401, 'token_expired', 'exp still checked when present');
+check('/noexp', rs(exp => int(time) - 1), 401, 'token_expired', 'exp still checked when present');
 check('/noexp', rs(exp => 'tomorrow'), 401, 'token_claims', 'exp not a number');
-check('/rs256', rs(nbf => int($now) + 60), 401, 'token_not_yet_valid', 'not yet valid');
-check('/rs256', rs(nbf => int($now) - 1), 200, undef, 'nbf in the past');
+check('/rs256', rs(nbf => int(time) + 60), 401, 'token_not_yet_valid', 'not yet valid');
+check('/rs256', rs(nbf => int(time) - 1), 200, undef, 'nbf in the past');
 check('/rs256', rs(sub => undef), 401, 'token_claims', 'sub missing');
 
 # leeway 10s: a margin of 5 s either side of each edge keeps these exact
 sub hs { $k->token(alg => 'HS256', secret => $secret, claims => { @_ }) }
-check('/leeway', hs(exp => int($now) - 5), 200, undef, 'leeway: expired 5 s ago, leeway 10 s -> ok');
-check('/leeway', hs(exp => int($now) - 15), 401, 'token_expired', 'leeway: expired 15 s ago -> expired');
-check('/leeway', hs(nbf => int($now) + 5), 200, undef, 'leeway: nbf 5 s ahead -> ok');
-check('/leeway', hs(nbf => int($now) + 15), 401, 'token_not_yet_valid', 'leeway: nbf 15 s ahead -> not yet valid');
-check('/hs256', hs(exp => int($now) - 5), 401, 'token_expired', 'no leeway: expired 5 s ago -> expired');
-check('/hs256', hs(nbf => int($now) + 5), 401, 'token_not_yet_valid', 'no leeway: nbf 5 s ahead');
+check('/leeway', hs(exp => int(time) - 5), 200, undef, 'leeway: expired 5 s ago, leeway 10 s -> ok');
+check('/leeway', hs(exp => int(time) - 15), 401, 'token_expired', 'leeway: expired 15 s ago -> expired');
+check('/leeway', hs(nbf => int(time) + 5), 200, undef, 'leeway: nbf 5 s ahead -> ok');
+check('/leeway', hs(nbf => int(time) + 15), 401, 'token_not_yet_valid', 'leeway: nbf 15 s ahead -> not yet valid');
+check('/hs256', hs(exp => int(time) - 5), 401, 'token_expired', 'no leeway: expired 5 s ago -> expired');
+check('/hs256', hs(nbf => int(time) + 5), 401, 'token_not_yet_valid', 'no leeway: nbf 5 s ahead');
 
 # --- JWKS -----------------------------------------------------------------------
 check('/jwks', $k->token(alg => 'RS256', key => 'rsa1', header => { kid => 'a' }), 200, undef, 'JWKS: kid a');
