@@ -89,7 +89,6 @@ sub check {
     return $res;
 }
 
-my $now = time;
 
 # --- every algorithm ----------------------------------------------------------
 for my $alg (qw(HS256 HS384 HS512)) {
