@@ -1,16 +1,111 @@
 /*
- * Redis rate limits and lockout: STUB until the rate-limit feature lands
- * (issue 6).
+ * Rate limits and brute-force lockout (ml_guard_rate_limit,
+ * ml_guard_auth_failures, ml_guard_redis).
+ *
+ * Decisions are made by one Lua script in Redis (mlg_ratelimit.lua, GCRA on
+ * Redis's clock) so that every gateway shares one budget per client; the
+ * request waits for the reply without blocking the worker
+ * (ngx_http_ml_guard_redis.c).  While Redis cannot answer, fail= decides:
+ * "local" runs the same arithmetic (mlg_gcra.c) in this gateway's shared
+ * memory, "open" allows, "closed" answers 503.  Without ml_guard_redis the
+ * limits are always local.
  */
 
 #include "ngx_http_ml_guard_module.h"
+#include "ngx_http_ml_guard_redis.h"
+#include "mlg_gcra.h"
 
+
+#define NGX_HTTP_ML_GUARD_ZONE_NAME  "ml_guard_ratelimit"
+#define NGX_HTTP_ML_GUARD_ZONE_SIZE  (10 * 1024 * 1024)
+
+
+typedef struct {
+    mlg_gcra_limit_t                 gcra;
+    ngx_http_complex_value_t        *key;     /* NULL: principal, else address */
+    ngx_str_t                        kind;    /* "key=..." as written */
+    char                             id[48];
+} ngx_http_ml_guard_limit_t;
+
+
+struct ngx_http_ml_guard_ratelimit_conf_s {
+    ngx_array_t                     *limits;  /* of ngx_http_ml_guard_limit_t */
+    mlg_gcra_limit_t                 failures;
+    ngx_msec_t                       ban;
+    ngx_flag_t                       failures_set;
+};
+
+
+enum {
+    MLG_RL_IDLE = 0,
+    MLG_RL_WAITING,
+    MLG_RL_ANSWERED
+};
+
+
+/* one Redis round trip of a request: the lockout check or the limits */
+typedef struct {
+    ngx_http_request_t              *request;
+    ngx_uint_t                       state;
+    ngx_uint_t                       unavailable;
+    mlg_gcra_result_t                result;
+} ngx_http_ml_guard_rl_call_t;
+
+
+struct ngx_http_ml_guard_ratelimit_ctx_s {
+    ngx_http_ml_guard_rl_call_t      lockout;
+    ngx_http_ml_guard_rl_call_t      limit;
+
+    /* the limits that apply (a key= that evaluates empty is skipped) */
+    ngx_uint_t                       n;
+    mlg_gcra_limit_t                 gcra[MLG_GCRA_MAX_LIMITS];
+    ngx_uint_t                       conf_index[MLG_GCRA_MAX_LIMITS];
+    ngx_str_t                        keys[MLG_GCRA_MAX_LIMITS];
+    ngx_str_t                        ban_key;
+};
+
+
+/* shared memory for local limits: an rbtree of keys + LRU, as limit_req */
+
+typedef struct {
+    ngx_str_node_t                   sn;      /* sn.str points to data */
+    ngx_queue_t                      queue;
+    int64_t                          value;   /* TAT, or a ban's end */
+    int64_t                          expire;  /* worthless from then on */
+    u_char                           data[1];
+} ngx_http_ml_guard_rl_node_t;
+
+
+typedef struct {
+    ngx_rbtree_t                     rbtree;
+    ngx_rbtree_node_t                sentinel;
+    ngx_queue_t                      lru;     /* most recent first */
+} ngx_http_ml_guard_rl_shctx_t;
+
+
+static ngx_http_ml_guard_redis_conf_t *ngx_http_ml_guard_rl_main(
+    ngx_conf_t *cf);
+
+
+/* ---- configuration ---------------------------------------------------- */
 
 ngx_int_t
 ngx_http_ml_guard_ratelimit_create_conf(ngx_conf_t *cf,
     ngx_http_ml_guard_loc_conf_t *lcf)
 {
-    lcf->ratelimit = NULL;
+    ngx_http_ml_guard_ratelimit_conf_t  *rlcf;
+
+    rlcf = ngx_pcalloc(cf->pool, sizeof(ngx_http_ml_guard_ratelimit_conf_t));
+    if (rlcf == NULL) {
+        return NGX_ERROR;
+    }
+
+    rlcf->limits = NGX_CONF_UNSET_PTR;
+    rlcf->ban = NGX_CONF_UNSET_MSEC;
+    rlcf->failures_set = NGX_CONF_UNSET;
+
+    lcf->ratelimit = rlcf;
+
     return NGX_OK;
 }
 
@@ -19,6 +114,20 @@ char *
 ngx_http_ml_guard_ratelimit_merge_conf(ngx_conf_t *cf,
     ngx_http_ml_guard_loc_conf_t *prev, ngx_http_ml_guard_loc_conf_t *conf)
 {
+    ngx_http_ml_guard_ratelimit_conf_t  *p = prev->ratelimit;
+    ngx_http_ml_guard_ratelimit_conf_t  *c = conf->ratelimit;
+
+    /* limits declared on a level replace the inherited ones, as limit_req */
+    ngx_conf_merge_ptr_value(c->limits, p->limits, NULL);
+
+    if (c->failures_set == NGX_CONF_UNSET) {
+        c->failures = p->failures;
+        c->ban = p->ban;
+        c->failures_set = p->failures_set;
+    }
+
+    ngx_conf_merge_value(c->failures_set, c->failures_set, 0);
+
     return NGX_CONF_OK;
 }
 
@@ -31,16 +140,891 @@ ngx_http_ml_guard_ratelimit_init_main(ngx_conf_t *cf,
 }
 
 
+static ngx_int_t
+ngx_http_ml_guard_rl_zone_init(ngx_shm_zone_t *shm_zone, void *data)
+{
+    ngx_slab_pool_t               *shpool;
+    ngx_http_ml_guard_rl_shctx_t  *sh;
+
+    if (data) {
+        /* reload: the same zone, same layout */
+        shm_zone->data = data;
+        return NGX_OK;
+    }
+
+    shpool = (ngx_slab_pool_t *) shm_zone->shm.addr;
+
+    if (shm_zone->shm.exists) {
+        shm_zone->data = shpool->data;
+        return NGX_OK;
+    }
+
+    sh = ngx_slab_alloc(shpool, sizeof(ngx_http_ml_guard_rl_shctx_t));
+    if (sh == NULL) {
+        return NGX_ERROR;
+    }
+
+    ngx_rbtree_init(&sh->rbtree, &sh->sentinel, ngx_str_rbtree_insert_value);
+    ngx_queue_init(&sh->lru);
+
+    shpool->data = sh;
+    shm_zone->data = sh;
+
+    /* a full zone evicts the least recently used keys: not worth a log */
+    shpool->log_nomem = 0;
+
+    return NGX_OK;
+}
+
+
+/* the main-level state shared by the three directives */
+static ngx_http_ml_guard_redis_conf_t *
+ngx_http_ml_guard_rl_main(ngx_conf_t *cf)
+{
+    ngx_str_t                       name = ngx_string(NGX_HTTP_ML_GUARD_ZONE_NAME);
+    ngx_http_ml_guard_main_conf_t  *mcf;
+    ngx_http_ml_guard_redis_conf_t *rcf;
+
+    mcf = ngx_http_conf_get_module_main_conf(cf, ngx_http_ml_guard_module);
+
+    if (mcf->redis != NULL) {
+        return mcf->redis;
+    }
+
+    rcf = ngx_pcalloc(cf->pool, sizeof(ngx_http_ml_guard_redis_conf_t));
+    if (rcf == NULL) {
+        return NULL;
+    }
+
+    rcf->timeout = 50;
+    rcf->fail = NGX_HTTP_ML_GUARD_FAIL_LOCAL;
+    rcf->db = -1;
+
+    rcf->zone = ngx_shared_memory_add(cf, &name, NGX_HTTP_ML_GUARD_ZONE_SIZE,
+                                      &ngx_http_ml_guard_module);
+    if (rcf->zone == NULL) {
+        return NULL;
+    }
+
+    rcf->zone->init = ngx_http_ml_guard_rl_zone_init;
+
+    mcf->redis = rcf;
+
+    return rcf;
+}
+
+
+char *
+ngx_http_ml_guard_redis(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
+{
+    ngx_http_ml_guard_redis_conf_t  *rcf;
+
+    rcf = ngx_http_ml_guard_rl_main(cf);
+    if (rcf == NULL) {
+        return NGX_CONF_ERROR;
+    }
+
+    return ngx_http_ml_guard_redis_parse(cf, rcf);
+}
+
+
+/* RATE (and its burst) of both directives; burst -1: N at once */
+static char *
+ngx_http_ml_guard_rl_conf_rate(ngx_conf_t *cf, ngx_command_t *cmd,
+    ngx_str_t *rate, int64_t burst, mlg_gcra_limit_t *lim)
+{
+    const char  *err;
+
+    err = mlg_gcra_parse_rate((char *) rate->data, rate->len, lim);
+
+    if (err == NULL) {
+        /* N tolerated at once = a burst of N - 1 after the first */
+        err = mlg_gcra_set_burst(lim, burst < 0 ? lim->count - 1
+                                                : (uint64_t) burst);
+    }
+
+    if (err != NULL) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0, "%V: invalid \"%V\": %s",
+                           &cmd->name, rate, err);
+        return NGX_CONF_ERROR;
+    }
+
+    return NGX_CONF_OK;
+}
+
+
+char *
+ngx_http_ml_guard_rate_limit(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
+{
+    ngx_http_ml_guard_loc_conf_t  *lcf = conf;
+
+    ngx_str_t                           *value, s;
+    ngx_uint_t                           i;
+    uint64_t                             burst = 0;
+    const char                          *err;
+    ngx_http_ml_guard_limit_t           *lim;
+    ngx_http_compile_complex_value_t     ccv;
+    ngx_http_ml_guard_ratelimit_conf_t  *rlcf = lcf->ratelimit;
+
+    if (ngx_http_ml_guard_rl_main(cf) == NULL) {
+        return NGX_CONF_ERROR;
+    }
+
+    if (rlcf->limits == NGX_CONF_UNSET_PTR) {
+        rlcf->limits = ngx_array_create(cf->pool, 2,
+                                        sizeof(ngx_http_ml_guard_limit_t));
+        if (rlcf->limits == NULL) {
+            return NGX_CONF_ERROR;
+        }
+    }
+
+    if (rlcf->limits->nelts >= MLG_GCRA_MAX_LIMITS) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "at most %d \"ml_guard_rate_limit\" per location",
+                           MLG_GCRA_MAX_LIMITS);
+        return NGX_CONF_ERROR;
+    }
+
+    lim = ngx_array_push(rlcf->limits);
+    if (lim == NULL) {
+        return NGX_CONF_ERROR;
+    }
+
+    ngx_memzero(lim, sizeof(ngx_http_ml_guard_limit_t));
+
+    value = cf->args->elts;
+
+    for (i = 2; i < cf->args->nelts; i++) {
+
+        if (ngx_strncmp(value[i].data, "burst=", 6) == 0) {
+            err = mlg_gcra_parse_uint((char *) value[i].data + 6,
+                                      value[i].len - 6, &burst);
+            if (err != NULL) {
+                ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                                   "ml_guard_rate_limit: invalid \"%V\": %s",
+                                   &value[i], err);
+                return NGX_CONF_ERROR;
+            }
+            continue;
+        }
+
+        if (ngx_strncmp(value[i].data, "key=", 4) == 0) {
+            s.data = value[i].data + 4;
+            s.len = value[i].len - 4;
+
+            if (s.len == 0) {
+                ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                                   "ml_guard_rate_limit: empty key=");
+                return NGX_CONF_ERROR;
+            }
+
+            /* hashed with the value: never equal to "principal"/"addr" */
+            lim->kind = value[i];
+
+            lim->key = ngx_palloc(cf->pool, sizeof(ngx_http_complex_value_t));
+            if (lim->key == NULL) {
+                return NGX_CONF_ERROR;
+            }
+
+            ngx_memzero(&ccv, sizeof(ngx_http_compile_complex_value_t));
+            ccv.cf = cf;
+            ccv.value = &s;
+            ccv.complex_value = lim->key;
+
+            if (ngx_http_compile_complex_value(&ccv) != NGX_OK) {
+                return NGX_CONF_ERROR;
+            }
+            continue;
+        }
+
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "ml_guard_rate_limit: invalid parameter \"%V\" "
+                           "(expected burst=N or key=$VARIABLE)", &value[i]);
+        return NGX_CONF_ERROR;
+    }
+
+    if (ngx_http_ml_guard_rl_conf_rate(cf, cmd, &value[1], (int64_t) burst,
+                                       &lim->gcra)
+        != NGX_CONF_OK)
+    {
+        return NGX_CONF_ERROR;
+    }
+
+    if (mlg_gcra_limit_id(lim->id, sizeof(lim->id), &lim->gcra) < 0) {
+        return NGX_CONF_ERROR;
+    }
+
+    return NGX_CONF_OK;
+}
+
+
+char *
+ngx_http_ml_guard_auth_failures(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf)
+{
+    ngx_http_ml_guard_loc_conf_t  *lcf = conf;
+
+    ngx_str_t                           *value, s;
+    ngx_int_t                            ban;
+    ngx_http_ml_guard_ratelimit_conf_t  *rlcf = lcf->ratelimit;
+
+    if (rlcf->failures_set != NGX_CONF_UNSET) {
+        return "is duplicate";
+    }
+
+    if (ngx_http_ml_guard_rl_main(cf) == NULL) {
+        return NGX_CONF_ERROR;
+    }
+
+    value = cf->args->elts;
+
+    if (ngx_http_ml_guard_rl_conf_rate(cf, cmd, &value[1], -1,
+                                       &rlcf->failures)
+        != NGX_CONF_OK)
+    {
+        return NGX_CONF_ERROR;
+    }
+
+    if (value[2].len <= 4 || ngx_strncmp(value[2].data, "ban=", 4) != 0) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "ml_guard_auth_failures: expected ban=TIME, "
+                           "not \"%V\"", &value[2]);
+        return NGX_CONF_ERROR;
+    }
+
+    s.data = value[2].data + 4;
+    s.len = value[2].len - 4;
+    ban = ngx_parse_time(&s, 0);
+
+    if (ban == NGX_ERROR || ban <= 0) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "ml_guard_auth_failures: invalid ban time \"%V\"",
+                           &s);
+        return NGX_CONF_ERROR;
+    }
+
+    rlcf->ban = (ngx_msec_t) ban;
+    rlcf->failures_set = 1;
+
+    return NGX_CONF_OK;
+}
+
+
+/* ---- worker lifecycle ------------------------------------------------- */
+
 ngx_int_t
 ngx_http_ml_guard_ratelimit_init_process(ngx_cycle_t *cycle)
 {
-    return NGX_OK;
+    ngx_http_ml_guard_main_conf_t  *mcf;
+
+    if (cycle->conf_ctx[ngx_http_module.index] == NULL) {
+        return NGX_OK;
+    }
+
+    mcf = ngx_http_cycle_get_module_main_conf(cycle, ngx_http_ml_guard_module);
+    if (mcf == NULL) {
+        return NGX_OK;
+    }
+
+    return ngx_http_ml_guard_redis_init_worker(cycle, mcf->redis);
 }
 
 
 void
 ngx_http_ml_guard_ratelimit_exit_process(ngx_cycle_t *cycle)
 {
+    ngx_http_ml_guard_redis_exit_worker(cycle);
+}
+
+
+/* ---- local limits in shared memory ------------------------------------ */
+
+static int64_t
+ngx_http_ml_guard_rl_now(void)
+{
+    ngx_time_t  *tp = ngx_timeofday();
+
+    return (int64_t) tp->sec * MLG_GCRA_USEC + (int64_t) tp->msec * 1000;
+}
+
+
+static ngx_http_ml_guard_rl_node_t *
+ngx_http_ml_guard_rl_lookup(ngx_http_ml_guard_rl_shctx_t *sh, ngx_str_t *key)
+{
+    return (ngx_http_ml_guard_rl_node_t *)
+        ngx_str_rbtree_lookup(&sh->rbtree, key, ngx_crc32_short(key->data,
+                                                                key->len));
+}
+
+
+static void
+ngx_http_ml_guard_rl_delete(ngx_slab_pool_t *shpool,
+    ngx_http_ml_guard_rl_shctx_t *sh, ngx_http_ml_guard_rl_node_t *node)
+{
+    ngx_queue_remove(&node->queue);
+    ngx_rbtree_delete(&sh->rbtree, &node->sn.node);
+    ngx_slab_free_locked(shpool, node);
+}
+
+
+/* the stored value, or 0 when absent or expired */
+static int64_t
+ngx_http_ml_guard_rl_get(ngx_http_ml_guard_rl_shctx_t *sh, ngx_str_t *key,
+    int64_t now)
+{
+    ngx_http_ml_guard_rl_node_t  *node;
+
+    node = ngx_http_ml_guard_rl_lookup(sh, key);
+
+    return (node != NULL && node->expire > now) ? node->value : 0;
+}
+
+
+static void
+ngx_http_ml_guard_rl_set(ngx_slab_pool_t *shpool,
+    ngx_http_ml_guard_rl_shctx_t *sh, ngx_str_t *key, int64_t value,
+    int64_t expire, int64_t now)
+{
+    size_t                        size;
+    ngx_uint_t                    i;
+    ngx_queue_t                  *q;
+    ngx_http_ml_guard_rl_node_t  *node, *old;
+
+    node = ngx_http_ml_guard_rl_lookup(sh, key);
+
+    if (node == NULL) {
+
+        /* drop up to two expired keys, as limit_req does */
+        for (i = 0; i < 2 && !ngx_queue_empty(&sh->lru); i++) {
+            q = ngx_queue_last(&sh->lru);
+            old = ngx_queue_data(q, ngx_http_ml_guard_rl_node_t, queue);
+            if (old->expire > now) {
+                break;
+            }
+            ngx_http_ml_guard_rl_delete(shpool, sh, old);
+        }
+
+        size = offsetof(ngx_http_ml_guard_rl_node_t, data) + key->len;
+
+        node = ngx_slab_alloc_locked(shpool, size);
+
+        /* full: evict the least recently used keys, even live ones */
+        for (i = 0; node == NULL && i < 16 && !ngx_queue_empty(&sh->lru); i++)
+        {
+            q = ngx_queue_last(&sh->lru);
+            old = ngx_queue_data(q, ngx_http_ml_guard_rl_node_t, queue);
+            ngx_http_ml_guard_rl_delete(shpool, sh, old);
+            node = ngx_slab_alloc_locked(shpool, size);
+        }
+
+        if (node == NULL) {
+            return;
+        }
+
+        ngx_memcpy(node->data, key->data, key->len);
+        node->sn.str.data = node->data;
+        node->sn.str.len = key->len;
+        node->sn.node.key = ngx_crc32_short(key->data, key->len);
+        ngx_rbtree_insert(&sh->rbtree, &node->sn.node);
+
+    } else {
+        ngx_queue_remove(&node->queue);
+    }
+
+    node->value = value;
+    node->expire = expire;
+    ngx_queue_insert_head(&sh->lru, &node->queue);
+}
+
+
+enum {
+    MLG_LOCAL_LIMIT = 0,   /* the limits of rl */
+    MLG_LOCAL_BAN,         /* is rl->ban_key banned */
+    MLG_LOCAL_FAIL         /* count a failure on fail_key, ban when over */
+};
+
+
+/* the fail=local counterpart of one script call, under the zone's lock */
+static void
+ngx_http_ml_guard_rl_local(ngx_http_ml_guard_redis_conf_t *rcf,
+    ngx_http_ml_guard_ratelimit_conf_t *rlcf, ngx_uint_t op,
+    ngx_http_ml_guard_ratelimit_ctx_t *rl, ngx_str_t *fail_key,
+    mlg_gcra_result_t *res)
+{
+    int64_t                        now, until, tats[MLG_GCRA_MAX_LIMITS];
+    ngx_uint_t                     i;
+    ngx_slab_pool_t               *shpool;
+    ngx_http_ml_guard_rl_node_t   *node;
+    ngx_http_ml_guard_rl_shctx_t  *sh;
+
+    shpool = (ngx_slab_pool_t *) rcf->zone->shm.addr;
+    sh = rcf->zone->data;
+    now = ngx_http_ml_guard_rl_now();
+
+    ngx_shmtx_lock(&shpool->mutex);
+
+    switch (op) {
+
+    case MLG_LOCAL_LIMIT:
+        for (i = 0; i < rl->n; i++) {
+            tats[i] = ngx_http_ml_guard_rl_get(sh, &rl->keys[i], now);
+        }
+
+        if (mlg_gcra_check_all(rl->gcra, tats, (int) rl->n, now, res)) {
+            for (i = 0; i < rl->n; i++) {
+                /* a key is worthless once its TAT has passed */
+                ngx_http_ml_guard_rl_set(shpool, sh, &rl->keys[i], tats[i],
+                                         tats[i], now);
+            }
+        }
+        break;
+
+    case MLG_LOCAL_BAN:
+        until = ngx_http_ml_guard_rl_get(sh, &rl->ban_key, now);
+
+        ngx_memzero(res, sizeof(mlg_gcra_result_t));
+        res->allowed = until <= now;
+        res->retry_after_us = res->allowed ? 0 : until - now;
+        break;
+
+    default: /* MLG_LOCAL_FAIL */
+        tats[0] = ngx_http_ml_guard_rl_get(sh, fail_key, now);
+        mlg_gcra_check(&rlcf->failures, tats[0], now, res, &tats[1]);
+
+        if (res->allowed) {
+            ngx_http_ml_guard_rl_set(shpool, sh, fail_key, tats[1], tats[1],
+                                     now);
+            break;
+        }
+
+        until = now + (int64_t) rlcf->ban * 1000;
+        ngx_http_ml_guard_rl_set(shpool, sh, &rl->ban_key, until, until, now);
+
+        node = ngx_http_ml_guard_rl_lookup(sh, fail_key);
+        if (node != NULL) {
+            ngx_http_ml_guard_rl_delete(shpool, sh, node);
+        }
+    }
+
+    ngx_shmtx_unlock(&shpool->mutex);
+}
+
+
+/* ---- per request ------------------------------------------------------ */
+
+static ngx_http_ml_guard_ratelimit_ctx_t *
+ngx_http_ml_guard_rl_ctx(ngx_http_request_t *r, ngx_http_ml_guard_ctx_t *ctx)
+{
+    ngx_http_ml_guard_ratelimit_ctx_t  *rl;
+
+    if (ctx->ratelimit == NULL) {
+        rl = ngx_pcalloc(r->pool, sizeof(ngx_http_ml_guard_ratelimit_ctx_t));
+        if (rl == NULL) {
+            return NULL;
+        }
+
+        rl->lockout.request = r;
+        rl->limit.request = r;
+        ctx->ratelimit = rl;
+    }
+
+    return ctx->ratelimit;
+}
+
+
+/* the client address as bytes: 4 (IPv4), 16 (IPv6), none (unix socket) */
+static void
+ngx_http_ml_guard_rl_addr(ngx_http_request_t *r, ngx_str_t *addr)
+{
+    struct sockaddr_in   *sin;
+#if (NGX_HAVE_INET6)
+    struct sockaddr_in6  *sin6;
+#endif
+
+    switch (r->connection->sockaddr->sa_family) {
+
+    case AF_INET:
+        sin = (struct sockaddr_in *) r->connection->sockaddr;
+        addr->data = (u_char *) &sin->sin_addr;
+        addr->len = sizeof(sin->sin_addr);
+        break;
+
+#if (NGX_HAVE_INET6)
+    case AF_INET6:
+        sin6 = (struct sockaddr_in6 *) r->connection->sockaddr;
+        addr->data = (u_char *) &sin6->sin6_addr;
+        addr->len = sizeof(sin6->sin6_addr);
+        break;
+#endif
+
+    default:
+        ngx_str_set(addr, "");
+        break;
+    }
+}
+
+
+static ngx_int_t
+ngx_http_ml_guard_rl_key(ngx_http_request_t *r, ngx_str_t *out,
+    const char *kind, size_t kind_len, ngx_str_t *value, const char *suffix)
+{
+    int  n;
+
+    out->data = ngx_pnalloc(r->pool, MLG_GCRA_KEY_MAX);
+    if (out->data == NULL) {
+        return NGX_ERROR;
+    }
+
+    n = mlg_ratelimit_key((char *) out->data, kind, kind_len, value->data,
+                          value->len, suffix);
+    if (n < 0) {
+        return NGX_ERROR;
+    }
+
+    out->len = n;
+
+    return NGX_OK;
+}
+
+
+/* the keys of the limits that apply to this request */
+static ngx_int_t
+ngx_http_ml_guard_rl_build(ngx_http_request_t *r,
+    ngx_http_ml_guard_ratelimit_conf_t *rlcf, ngx_http_ml_guard_ctx_t *ctx,
+    ngx_http_ml_guard_ratelimit_ctx_t *rl)
+{
+    ngx_str_t                   value, addr;
+    ngx_uint_t                  i;
+    const char                 *kind;
+    size_t                      kind_len;
+    ngx_http_ml_guard_limit_t  *lim;
+
+    lim = rlcf->limits->elts;
+    rl->n = 0;
+
+    ngx_http_ml_guard_rl_addr(r, &addr);
+
+    for (i = 0; i < rlcf->limits->nelts; i++) {
+
+        if (lim[i].key != NULL) {
+            if (ngx_http_complex_value(r, lim[i].key, &value) != NGX_OK) {
+                return NGX_ERROR;
+            }
+
+            if (value.len == 0) {
+                /* as limit_req: an empty key is not limited */
+                continue;
+            }
+
+            /* hashed with the value: $a and $b never share a budget */
+            kind = (const char *) lim[i].kind.data;
+            kind_len = lim[i].kind.len;
+
+        } else if (ctx->principal.len) {
+            value = ctx->principal;
+            kind = "principal";
+            kind_len = sizeof("principal") - 1;
+
+        } else {
+            value = addr;
+            kind = "addr";
+            kind_len = sizeof("addr") - 1;
+        }
+
+        if (ngx_http_ml_guard_rl_key(r, &rl->keys[rl->n], kind, kind_len,
+                                     &value, lim[i].id)
+            != NGX_OK)
+        {
+            return NGX_ERROR;
+        }
+
+        rl->gcra[rl->n] = lim[i].gcra;
+        rl->conf_index[rl->n] = i;
+        rl->n++;
+    }
+
+    return NGX_OK;
+}
+
+
+static ngx_int_t
+ngx_http_ml_guard_rl_parse(redisReply *reply, mlg_gcra_result_t *res)
+{
+    size_t  i;
+
+    if (reply == NULL || reply->type != REDIS_REPLY_ARRAY
+        || reply->elements != 5)
+    {
+        return NGX_ERROR;
+    }
+
+    for (i = 0; i < 5; i++) {
+        if (reply->element[i]->type != REDIS_REPLY_INTEGER) {
+            return NGX_ERROR;
+        }
+    }
+
+    res->allowed = reply->element[0]->integer == 1;
+    res->index = (int) reply->element[1]->integer;
+    res->remaining = reply->element[2]->integer;
+    res->reset_us = reply->element[3]->integer;
+    res->retry_after_us = reply->element[4]->integer;
+
+    return NGX_OK;
+}
+
+
+static void
+ngx_http_ml_guard_rl_reply(void *data, redisReply *reply)
+{
+    ngx_http_ml_guard_rl_call_t  *call = data;
+    ngx_http_request_t           *r = call->request;
+
+    call->state = MLG_RL_ANSWERED;
+
+    if (ngx_http_ml_guard_rl_parse(reply, &call->result) != NGX_OK) {
+        call->unavailable = 1;
+    }
+
+    r->read_event_handler = ngx_http_block_reading;
+
+    ngx_http_ml_guard_wake(r);
+}
+
+
+/* sends one script call; NGX_AGAIN while waiting, NGX_OK when unavailable */
+static ngx_int_t
+ngx_http_ml_guard_rl_call(ngx_http_request_t *r,
+    ngx_http_ml_guard_rl_call_t *call, ngx_uint_t nargs, ngx_str_t *args)
+{
+    ngx_int_t  rc;
+
+    rc = ngx_http_ml_guard_redis_eval(r->pool, nargs, args,
+                                      ngx_http_ml_guard_rl_reply, call);
+
+    if (rc == NGX_AGAIN) {
+        call->state = MLG_RL_WAITING;
+        /* notice a client that goes away while we wait */
+        r->read_event_handler = ngx_http_test_reading;
+        return NGX_AGAIN;
+    }
+
+    if (rc == NGX_ERROR) {
+        return NGX_ERROR;
+    }
+
+    call->state = MLG_RL_ANSWERED;
+    call->unavailable = 1;
+
+    return NGX_OK;
+}
+
+
+static ngx_int_t
+ngx_http_ml_guard_rl_num(ngx_http_request_t *r, ngx_str_t *s, int64_t n)
+{
+    s->data = ngx_pnalloc(r->pool, NGX_INT64_LEN);
+    if (s->data == NULL) {
+        return NGX_ERROR;
+    }
+
+    s->len = ngx_sprintf(s->data, "%L", n) - s->data;
+
+    return NGX_OK;
+}
+
+
+static ngx_int_t
+ngx_http_ml_guard_rl_header(ngx_http_request_t *r, const char *name,
+    int64_t n)
+{
+    ngx_table_elt_t  *h;
+
+    h = ngx_list_push(&r->headers_out.headers);
+    if (h == NULL) {
+        return NGX_ERROR;
+    }
+
+    h->hash = 1;
+    h->key.data = (u_char *) name;
+    h->key.len = ngx_strlen(name);
+
+    return ngx_http_ml_guard_rl_num(r, &h->value, n);
+}
+
+
+static ngx_http_ml_guard_redis_conf_t *
+ngx_http_ml_guard_rl_redis_conf(ngx_http_request_t *r)
+{
+    ngx_http_ml_guard_main_conf_t  *mcf;
+
+    mcf = ngx_http_get_module_main_conf(r, ngx_http_ml_guard_module);
+
+    return mcf->redis;
+}
+
+
+/*
+ * Redis could not answer call: applies fail=.  NGX_DECLINED means "decide
+ * locally" (fail=local, or no Redis at all); anything else is the step's
+ * result.
+ */
+static ngx_int_t
+ngx_http_ml_guard_rl_fail(ngx_http_request_t *r, ngx_http_ml_guard_ctx_t *ctx,
+    ngx_http_ml_guard_redis_conf_t *rcf)
+{
+    /* without Redis the limits are local by design */
+    switch (rcf->address.len ? rcf->fail : NGX_HTTP_ML_GUARD_FAIL_LOCAL) {
+
+    case NGX_HTTP_ML_GUARD_FAIL_OPEN:
+        return NGX_OK;
+
+    case NGX_HTTP_ML_GUARD_FAIL_CLOSED:
+        ctx->retry_after = 1;
+        return ngx_http_ml_guard_deny(r, ctx, MLG_REASON_LIMITER_UNAVAILABLE,
+                                      "the rate limiter is unavailable");
+
+    default:
+        return NGX_DECLINED;
+    }
+}
+
+
+/*
+ * Builds the keys and sends the limits of this request in one script call.
+ * NGX_AGAIN: waiting; NGX_OK: answered (no limit applies, or Redis
+ * unavailable: rl->limit.unavailable).
+ */
+static ngx_int_t
+ngx_http_ml_guard_rl_send_limits(ngx_http_request_t *r,
+    ngx_http_ml_guard_ratelimit_conf_t *rlcf, ngx_http_ml_guard_ctx_t *ctx,
+    ngx_http_ml_guard_ratelimit_ctx_t *rl)
+{
+    ngx_str_t   args[2 + 3 * MLG_GCRA_MAX_LIMITS];
+    ngx_uint_t  i, nargs;
+
+    if (ngx_http_ml_guard_rl_build(r, rlcf, ctx, rl) != NGX_OK) {
+        return NGX_ERROR;
+    }
+
+    if (rl->n == 0) {
+        rl->limit.state = MLG_RL_ANSWERED;
+        rl->limit.result.index = -1;
+        return NGX_OK;
+    }
+
+    nargs = 0;
+    if (ngx_http_ml_guard_rl_num(r, &args[nargs++], rl->n) != NGX_OK) {
+        return NGX_ERROR;
+    }
+
+    for (i = 0; i < rl->n; i++) {
+        args[nargs++] = rl->keys[i];
+    }
+
+    ngx_str_set(&args[nargs], "limit");
+    nargs++;
+
+    for (i = 0; i < rl->n; i++) {
+        if (ngx_http_ml_guard_rl_num(r, &args[nargs++],
+                                     rl->gcra[i].interval_us)
+            != NGX_OK
+            || ngx_http_ml_guard_rl_num(r, &args[nargs++],
+                                        rl->gcra[i].tolerance_us)
+               != NGX_OK)
+        {
+            return NGX_ERROR;
+        }
+    }
+
+    return ngx_http_ml_guard_rl_call(r, &rl->limit, nargs, args);
+}
+
+
+/* sends the ban check of this request's address */
+static ngx_int_t
+ngx_http_ml_guard_rl_send_ban(ngx_http_request_t *r,
+    ngx_http_ml_guard_ratelimit_conf_t *rlcf, ngx_http_ml_guard_ctx_t *ctx,
+    ngx_http_ml_guard_ratelimit_ctx_t *rl)
+{
+    ngx_str_t  addr, args[3];
+
+    ngx_http_ml_guard_rl_addr(r, &addr);
+
+    if (ngx_http_ml_guard_rl_key(r, &rl->ban_key, "addr", 4, &addr, "ban")
+        != NGX_OK)
+    {
+        return NGX_ERROR;
+    }
+
+    ngx_str_set(&args[0], "1");
+    args[1] = rl->ban_key;
+    ngx_str_set(&args[2], "ban");
+
+    return ngx_http_ml_guard_rl_call(r, &rl->lockout, 3, args);
+}
+
+
+/*
+ * Drives one decision (the lockout check or the limits) through Redis or,
+ * when Redis can't answer, per fail=.  NGX_DONE: the result is in
+ * call->result; anything else is the step's return value.
+ */
+static ngx_int_t
+ngx_http_ml_guard_rl_decide(ngx_http_request_t *r,
+    ngx_http_ml_guard_loc_conf_t *lcf, ngx_http_ml_guard_ctx_t *ctx,
+    ngx_uint_t lockout, ngx_http_ml_guard_ratelimit_ctx_t **rlp)
+{
+    ngx_int_t                           rc;
+    ngx_http_ml_guard_rl_call_t        *call;
+    ngx_http_ml_guard_redis_conf_t     *rcf;
+    ngx_http_ml_guard_ratelimit_ctx_t  *rl;
+
+    rl = ngx_http_ml_guard_rl_ctx(r, ctx);
+    if (rl == NULL) {
+        return NGX_ERROR;
+    }
+
+    *rlp = rl;
+    call = lockout ? &rl->lockout : &rl->limit;
+
+    if (call->state == MLG_RL_WAITING) {
+        return NGX_AGAIN;
+    }
+
+    if (call->state == MLG_RL_IDLE) {
+        rc = lockout
+             ? ngx_http_ml_guard_rl_send_ban(r, lcf->ratelimit, ctx, rl)
+             : ngx_http_ml_guard_rl_send_limits(r, lcf->ratelimit, ctx, rl);
+        if (rc != NGX_OK) {
+            return rc;
+        }
+    }
+
+    if (call->unavailable) {
+        rcf = ngx_http_ml_guard_rl_redis_conf(r);
+
+        rc = ngx_http_ml_guard_rl_fail(r, ctx, rcf);
+
+        if (!lockout && rcf->address.len) {
+            ngx_http_ml_guard_metric_add(rc == NGX_DECLINED
+                                         ? MLG_METRIC_RATELIMIT_LOCAL
+                                         : rc == NGX_OK
+                                           ? MLG_METRIC_RATELIMIT_OPEN
+                                           : MLG_METRIC_RATELIMIT_UNAVAILABLE,
+                                         1);
+        }
+
+        if (rc != NGX_DECLINED) {
+            return rc;
+        }
+
+        ngx_http_ml_guard_rl_local(rcf, lcf->ratelimit,
+                                   lockout ? MLG_LOCAL_BAN : MLG_LOCAL_LIMIT,
+                                   rl, NULL, &call->result);
+    }
+
+    return NGX_DONE;
 }
 
 
@@ -48,7 +1032,30 @@ ngx_int_t
 ngx_http_ml_guard_lockout_step(ngx_http_request_t *r,
     ngx_http_ml_guard_loc_conf_t *lcf, ngx_http_ml_guard_ctx_t *ctx)
 {
-    return NGX_OK;
+    ngx_int_t                           rc;
+    mlg_gcra_result_t                  *res;
+    ngx_http_ml_guard_ratelimit_ctx_t  *rl;
+
+    if (lcf->ratelimit == NULL || !lcf->ratelimit->failures_set) {
+        return NGX_OK;
+    }
+
+    rc = ngx_http_ml_guard_rl_decide(r, lcf, ctx, 1, &rl);
+    if (rc != NGX_DONE) {
+        return rc;
+    }
+
+    res = &rl->lockout.result;
+
+    if (res->allowed) {
+        return NGX_OK;
+    }
+
+    ctx->retry_after = mlg_gcra_ceil_seconds(res->retry_after_us);
+
+    return ngx_http_ml_guard_deny(r, ctx, MLG_REASON_LOCKED_OUT,
+                                  "too many failed authentications from this "
+                                  "address");
 }
 
 
@@ -56,6 +1063,60 @@ void
 ngx_http_ml_guard_auth_failed(ngx_http_request_t *r,
     ngx_http_ml_guard_loc_conf_t *lcf, ngx_http_ml_guard_ctx_t *ctx)
 {
+    ngx_str_t                            addr, fail_key, args[7];
+    ngx_int_t                            rc;
+    mlg_gcra_result_t                    res;
+    ngx_http_ml_guard_redis_conf_t      *rcf;
+    ngx_http_ml_guard_ratelimit_ctx_t   *rl;
+    ngx_http_ml_guard_ratelimit_conf_t  *rlcf = lcf->ratelimit;
+
+    if (rlcf == NULL || !rlcf->failures_set) {
+        return;
+    }
+
+    rl = ngx_http_ml_guard_rl_ctx(r, ctx);
+    if (rl == NULL) {
+        return;
+    }
+
+    rcf = ngx_http_ml_guard_rl_redis_conf(r);
+
+    ngx_http_ml_guard_rl_addr(r, &addr);
+
+    if (ngx_http_ml_guard_rl_key(r, &fail_key, "addr", 4, &addr, "af")
+        != NGX_OK
+        || (rl->ban_key.len == 0
+            && ngx_http_ml_guard_rl_key(r, &rl->ban_key, "addr", 4, &addr,
+                                        "ban")
+               != NGX_OK))
+    {
+        return;
+    }
+
+    ngx_str_set(&args[0], "2");
+    args[1] = fail_key;
+    args[2] = rl->ban_key;
+    ngx_str_set(&args[3], "fail");
+
+    if (ngx_http_ml_guard_rl_num(r, &args[4], rlcf->failures.interval_us)
+        != NGX_OK
+        || ngx_http_ml_guard_rl_num(r, &args[5], rlcf->failures.tolerance_us)
+           != NGX_OK
+        || ngx_http_ml_guard_rl_num(r, &args[6], (int64_t) rlcf->ban)
+           != NGX_OK)
+    {
+        return;
+    }
+
+    /* counted without waiting: nobody needs the reply */
+    rc = ngx_http_ml_guard_redis_eval(r->pool, 7, args, NULL, NULL);
+
+    if (rc == NGX_DECLINED
+        && (rcf->address.len == 0 || rcf->fail == NGX_HTTP_ML_GUARD_FAIL_LOCAL))
+    {
+        ngx_http_ml_guard_rl_local(rcf, rlcf, MLG_LOCAL_FAIL, rl, &fail_key,
+                                   &res);
+    }
 }
 
 
@@ -63,35 +1124,65 @@ ngx_int_t
 ngx_http_ml_guard_ratelimit_step(ngx_http_request_t *r,
     ngx_http_ml_guard_loc_conf_t *lcf, ngx_http_ml_guard_ctx_t *ctx)
 {
-    return NGX_OK;
-}
+    ngx_int_t                           rc;
+    mlg_gcra_result_t                  *res;
+    ngx_http_ml_guard_limit_t          *lim;
+    ngx_http_ml_guard_ratelimit_ctx_t  *rl;
 
+    if (lcf->ratelimit == NULL || lcf->ratelimit->limits == NULL
+        || lcf->ratelimit->limits->nelts == 0)
+    {
+        return NGX_OK;
+    }
 
-static char *
-ngx_http_ml_guard_ratelimit_unsupported(ngx_conf_t *cf, ngx_command_t *cmd)
-{
-    ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                       "\"%V\" is not supported by this build", &cmd->name);
-    return NGX_CONF_ERROR;
-}
+    rc = ngx_http_ml_guard_rl_decide(r, lcf, ctx, 0, &rl);
+    if (rc != NGX_DONE) {
+        return rc;
+    }
 
+    res = &rl->limit.result;
 
-char *
-ngx_http_ml_guard_redis(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
-{
-    return ngx_http_ml_guard_ratelimit_unsupported(cf, cmd);
-}
+    if (!rl->limit.unavailable
+        || ngx_http_ml_guard_rl_redis_conf(r)->address.len == 0)
+    {
+        ngx_http_ml_guard_metric_add(res->allowed
+                                     ? MLG_METRIC_RATELIMIT_ALLOWED
+                                     : MLG_METRIC_RATELIMIT_LIMITED, 1);
+    }
 
+    if (res->index < 0 || (ngx_uint_t) res->index >= rl->n) {
+        return NGX_OK;
+    }
 
-char *
-ngx_http_ml_guard_rate_limit(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
-{
-    return ngx_http_ml_guard_ratelimit_unsupported(cf, cmd);
-}
+    lim = lcf->ratelimit->limits->elts;
+    lim = &lim[rl->conf_index[res->index]];
 
+    ctx->ratelimit_remaining = res->remaining;
 
-char *
-ngx_http_ml_guard_auth_failures(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
-{
-    return ngx_http_ml_guard_ratelimit_unsupported(cf, cmd);
+    /* IETF draft headers: the quota is what a fresh client gets at once */
+    if (ngx_http_ml_guard_rl_header(r, "RateLimit-Limit",
+                                    (int64_t) lim->gcra.burst + 1)
+        != NGX_OK
+        || ngx_http_ml_guard_rl_header(r, "RateLimit-Remaining",
+                                       res->remaining)
+           != NGX_OK
+        || ngx_http_ml_guard_rl_header(r, "RateLimit-Reset",
+                                       mlg_gcra_ceil_seconds(res->reset_us))
+           != NGX_OK)
+    {
+        return NGX_ERROR;
+    }
+
+    if (res->allowed) {
+        return NGX_OK;
+    }
+
+    ctx->retry_after = mlg_gcra_ceil_seconds(res->retry_after_us);
+
+    return ngx_http_ml_guard_deny(r, ctx, MLG_REASON_RATE_LIMITED,
+                                  "rate limit of %uL per %s exceeded",
+                                  (uint64_t) lim->gcra.count,
+                                  lim->gcra.unit == 's' ? "second"
+                                  : lim->gcra.unit == 'm' ? "minute"
+                                  : lim->gcra.unit == 'h' ? "hour" : "day");
 }

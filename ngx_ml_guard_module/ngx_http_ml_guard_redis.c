@@ -1,0 +1,820 @@
+/*
+ * hiredis <-> nginx event loop adapter for ml-guard's rate limits.
+ *
+ * Each worker keeps one non-blocking hiredis connection; commands from all
+ * requests pipeline over it.  Every command has its own nginx timer (hiredis
+ * 0.14 has no async timeouts).  A circuit breaker decides whether commands
+ * are sent at all:
+ *
+ *   up    commands are sent.  Any failure (a command timing out, the
+ *         connection lost, AUTH/SELECT refused, an error reply) opens the
+ *         breaker: the connection is dropped, so every pending command
+ *         fails at once instead of waiting for its own timeout.
+ *   down  nothing is sent: callers use their fail= mode immediately.  A
+ *         probe (connect, AUTH, SELECT, SCRIPT LOAD) runs after a backoff
+ *         (100 ms doubling to 3 s, with jitter so gateways don't probe in
+ *         step); when it answers in time, the breaker closes.
+ *
+ * Each change of state is logged once.  A command outlives its request
+ * when the request is finalized while the reply is pending: a pool cleanup
+ * detaches it, and the command is freed when hiredis is done with it.
+ */
+
+#include <ngx_config.h>
+#include <ngx_core.h>
+#include <ngx_http.h>
+
+#include <hiredis/async.h>
+
+#include "ngx_http_ml_guard_redis.h"
+#include "mlg_gcra.h"
+
+
+#define NGX_HTTP_ML_GUARD_REDIS_BACKOFF_MIN  100
+#define NGX_HTTP_ML_GUARD_REDIS_BACKOFF_MAX  3000
+
+
+typedef struct {
+    ngx_event_t                          timer;
+    ngx_http_ml_guard_redis_handler_pt   handler;  /* NULL: nobody waits */
+    void                                *data;
+    ngx_pool_cleanup_t                  *cleanup;
+    ngx_uint_t                           retried;
+    int                                  argc;
+    const char                         **argv;
+    size_t                              *argvlen;
+} ngx_http_ml_guard_redis_cmd_t;
+
+
+typedef struct {
+    ngx_http_ml_guard_redis_conf_t      *conf;
+    redisAsyncContext                   *ac;
+    ngx_uint_t                           up;
+    ngx_msec_t                           backoff;
+    ngx_event_t                          probe;
+    char                                 sha[41];
+    const char                          *script;
+    size_t                               script_len;
+} ngx_http_ml_guard_redis_worker_t;
+
+
+static ngx_int_t ngx_http_ml_guard_redis_connect(void);
+static void ngx_http_ml_guard_redis_trip(const char *why, size_t len);
+static void ngx_http_ml_guard_redis_reply(redisAsyncContext *ac, void *r,
+    void *privdata);
+
+
+static ngx_http_ml_guard_redis_worker_t  mlg_redis;
+
+
+/* ---- configuration ---------------------------------------------------- */
+
+char *
+ngx_http_ml_guard_redis_parse(ngx_conf_t *cf,
+    ngx_http_ml_guard_redis_conf_t *rcf)
+{
+    ngx_str_t   *value, s;
+    ngx_url_t    u;
+    ngx_uint_t   i;
+    ngx_int_t    n;
+    u_char      *p;
+
+    if (rcf->address.len) {
+        return "is duplicate";
+    }
+
+    value = cf->args->elts;
+
+    rcf->address = value[1];
+    rcf->timeout = 50;
+    rcf->fail = NGX_HTTP_ML_GUARD_FAIL_LOCAL;
+    rcf->db = -1;
+
+    if (value[1].len > 5 && ngx_strncmp(value[1].data, "unix:", 5) == 0) {
+        if (value[1].data[5] != '/') {
+            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                               "ml_guard_redis: \"%V\" needs an absolute path",
+                               &value[1]);
+            return NGX_CONF_ERROR;
+        }
+        rcf->unix_path.len = value[1].len - 5;
+        rcf->unix_path.data = ngx_pnalloc(cf->pool, rcf->unix_path.len + 1);
+        if (rcf->unix_path.data == NULL) {
+            return NGX_CONF_ERROR;
+        }
+        ngx_memcpy(rcf->unix_path.data, value[1].data + 5,
+                   rcf->unix_path.len);
+        rcf->unix_path.data[rcf->unix_path.len] = '\0';
+
+    } else {
+        /* resolve names now: hiredis would resolve them blocking */
+        ngx_memzero(&u, sizeof(ngx_url_t));
+        u.url = value[1];
+        u.no_resolve = 0;
+
+        if (ngx_parse_url(cf->pool, &u) != NGX_OK || u.no_port
+            || u.naddrs == 0)
+        {
+            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                               "ml_guard_redis: invalid address \"%V\"%s%s "
+                               "(use host:port or unix:/path)", &value[1],
+                               u.err ? ": " : "", u.err ? u.err : "");
+            return NGX_CONF_ERROR;
+        }
+
+        rcf->port = u.port;
+        rcf->host.data = ngx_pnalloc(cf->pool, NGX_SOCKADDR_STRLEN + 1);
+        if (rcf->host.data == NULL) {
+            return NGX_CONF_ERROR;
+        }
+        rcf->host.len = ngx_sock_ntop(u.addrs[0].sockaddr,
+                                      u.addrs[0].socklen, rcf->host.data,
+                                      NGX_SOCKADDR_STRLEN, 0);
+        rcf->host.data[rcf->host.len] = '\0';
+    }
+
+    for (i = 2; i < cf->args->nelts; i++) {
+
+        if (ngx_strncmp(value[i].data, "timeout=", 8) == 0) {
+            s.data = value[i].data + 8;
+            s.len = value[i].len - 8;
+            n = ngx_parse_time(&s, 0);
+            if (n == NGX_ERROR || n <= 0) {
+                goto invalid;
+            }
+            rcf->timeout = (ngx_msec_t) n;
+            continue;
+        }
+
+        if (ngx_strncmp(value[i].data, "fail=", 5) == 0) {
+            p = value[i].data + 5;
+            if (ngx_strcmp(p, "local") == 0) {
+                rcf->fail = NGX_HTTP_ML_GUARD_FAIL_LOCAL;
+            } else if (ngx_strcmp(p, "open") == 0) {
+                rcf->fail = NGX_HTTP_ML_GUARD_FAIL_OPEN;
+            } else if (ngx_strcmp(p, "closed") == 0) {
+                rcf->fail = NGX_HTTP_ML_GUARD_FAIL_CLOSED;
+            } else {
+                goto invalid;
+            }
+            continue;
+        }
+
+        if (ngx_strncmp(value[i].data, "password=", 9) == 0) {
+            rcf->password.data = value[i].data + 9;
+            rcf->password.len = value[i].len - 9;
+            if (rcf->password.len == 0) {
+                goto invalid;
+            }
+            continue;
+        }
+
+        if (ngx_strncmp(value[i].data, "db=", 3) == 0) {
+            rcf->db = ngx_atoi(value[i].data + 3, value[i].len - 3);
+            if (rcf->db == NGX_ERROR || rcf->db > 65535) {
+                goto invalid;
+            }
+            continue;
+        }
+
+        goto invalid;
+    }
+
+    return NGX_CONF_OK;
+
+invalid:
+
+    /* never echo a password back */
+    if (ngx_strncmp(value[i].data, "password=", 9) == 0) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "ml_guard_redis: empty password=");
+    } else {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "ml_guard_redis: invalid parameter \"%V\" "
+                           "(expected timeout=TIME, fail=local|open|closed, "
+                           "password=SECRET, db=N)", &value[i]);
+    }
+
+    return NGX_CONF_ERROR;
+}
+
+
+/* ---- event loop adapter ----------------------------------------------- */
+
+static void
+ngx_http_ml_guard_redis_read_handler(ngx_event_t *ev)
+{
+    ngx_connection_t  *c = ev->data;
+
+    redisAsyncHandleRead(c->data);
+}
+
+
+static void
+ngx_http_ml_guard_redis_write_handler(ngx_event_t *ev)
+{
+    ngx_connection_t  *c = ev->data;
+
+    redisAsyncHandleWrite(c->data);
+}
+
+
+/* hiredis asks to watch or not the socket; level-triggered, see notes */
+static void
+ngx_http_ml_guard_redis_watch(ngx_event_t *ev, ngx_int_t event,
+    ngx_uint_t on)
+{
+    if (on && !ev->active) {
+        if (ngx_add_event(ev, event, NGX_LEVEL_EVENT) != NGX_OK) {
+            ngx_log_error(NGX_LOG_ALERT, ev->log, 0,
+                          "ml_guard: cannot watch the redis connection");
+        }
+
+    } else if (!on && ev->active) {
+        ngx_del_event(ev, event, 0);
+    }
+}
+
+
+static void
+ngx_http_ml_guard_redis_add_read(void *privdata)
+{
+    ngx_connection_t  *c = privdata;
+
+    ngx_http_ml_guard_redis_watch(c->read, NGX_READ_EVENT, 1);
+}
+
+
+static void
+ngx_http_ml_guard_redis_del_read(void *privdata)
+{
+    ngx_connection_t  *c = privdata;
+
+    ngx_http_ml_guard_redis_watch(c->read, NGX_READ_EVENT, 0);
+}
+
+
+static void
+ngx_http_ml_guard_redis_add_write(void *privdata)
+{
+    ngx_connection_t  *c = privdata;
+
+    ngx_http_ml_guard_redis_watch(c->write, NGX_WRITE_EVENT, 1);
+}
+
+
+static void
+ngx_http_ml_guard_redis_del_write(void *privdata)
+{
+    ngx_connection_t  *c = privdata;
+
+    ngx_http_ml_guard_redis_watch(c->write, NGX_WRITE_EVENT, 0);
+}
+
+
+/* hiredis is freeing the context (and will close the fd itself) */
+static void
+ngx_http_ml_guard_redis_cleanup(void *privdata)
+{
+    ngx_connection_t   *c = privdata;
+    redisAsyncContext  *ac = c->data;
+
+    if (c->read->active) {
+        ngx_del_event(c->read, NGX_READ_EVENT, NGX_CLOSE_EVENT);
+    }
+    if (c->write->active) {
+        ngx_del_event(c->write, NGX_WRITE_EVENT, NGX_CLOSE_EVENT);
+    }
+    if (c->read->posted) {
+        ngx_delete_posted_event(c->read);
+    }
+    if (c->write->posted) {
+        ngx_delete_posted_event(c->write);
+    }
+
+    c->fd = (ngx_socket_t) -1;
+    ngx_free_connection(c);
+
+    if (ac->c.flags & REDIS_CONNECTED) {
+        ngx_http_ml_guard_gauge_add(MLG_GAUGE_REDIS_CONNECTED, -1);
+    }
+
+    if (mlg_redis.ac == ac) {
+        /* lost, not dropped by us: the server closed or an I/O error */
+        mlg_redis.ac = NULL;
+        if (ac->errstr != NULL && ac->errstr[0] != '\0') {
+            ngx_http_ml_guard_redis_trip(ac->errstr, ngx_strlen(ac->errstr));
+        } else {
+            ngx_http_ml_guard_redis_trip("connection closed", 17);
+        }
+    }
+}
+
+
+/* ---- commands --------------------------------------------------------- */
+
+static void
+ngx_http_ml_guard_redis_finish(ngx_http_ml_guard_redis_cmd_t *cmd,
+    redisReply *reply)
+{
+    ngx_http_ml_guard_redis_handler_pt  handler;
+
+    if (cmd->timer.timer_set) {
+        ngx_del_timer(&cmd->timer);
+    }
+
+    /* cmd is about to be freed or forgotten: the pool must not detach it */
+    if (cmd->cleanup) {
+        cmd->cleanup->handler = NULL;
+        cmd->cleanup = NULL;
+    }
+
+    handler = cmd->handler;
+    cmd->handler = NULL;
+
+    if (handler) {
+        handler(cmd->data, reply);
+    }
+}
+
+
+static void
+ngx_http_ml_guard_redis_timeout(ngx_event_t *ev)
+{
+    ngx_http_ml_guard_redis_cmd_t  *cmd = ev->data;
+
+    ngx_http_ml_guard_metric_add(MLG_METRIC_REDIS_TIMEOUTS, 1);
+
+    ngx_http_ml_guard_redis_finish(cmd, NULL);
+
+    /* cmd may be freed from here on: dropping the connection runs its
+     * hiredis callback */
+    ngx_http_ml_guard_redis_trip("command timed out",
+                                 sizeof("command timed out") - 1);
+}
+
+
+static void
+ngx_http_ml_guard_redis_detach(void *data)
+{
+    ngx_http_ml_guard_redis_cmd_t  *cmd = data;
+
+    /* the request is going away; hiredis still owns cmd */
+    cmd->handler = NULL;
+    cmd->data = NULL;
+    cmd->cleanup = NULL;
+
+    if (cmd->timer.timer_set) {
+        ngx_del_timer(&cmd->timer);
+    }
+}
+
+
+static ngx_http_ml_guard_redis_cmd_t *
+ngx_http_ml_guard_redis_cmd_new(int argc, ngx_str_t *args)
+{
+    size_t                          size;
+    u_char                         *p;
+    int                             i;
+    ngx_http_ml_guard_redis_cmd_t  *cmd;
+
+    size = sizeof(ngx_http_ml_guard_redis_cmd_t)
+           + argc * (sizeof(char *) + sizeof(size_t));
+    for (i = 0; i < argc; i++) {
+        size += args[i].len;
+    }
+
+    cmd = ngx_alloc(size, ngx_cycle->log);
+    if (cmd == NULL) {
+        return NULL;
+    }
+
+    ngx_memzero(cmd, sizeof(ngx_http_ml_guard_redis_cmd_t));
+    cmd->argc = argc;
+    cmd->argv = (const char **) (cmd + 1);
+    cmd->argvlen = (size_t *) (cmd->argv + argc);
+    p = (u_char *) (cmd->argvlen + argc);
+
+    for (i = 0; i < argc; i++) {
+        cmd->argv[i] = (const char *) p;
+        cmd->argvlen[i] = args[i].len;
+        p = ngx_cpymem(p, args[i].data, args[i].len);
+    }
+
+    cmd->timer.handler = ngx_http_ml_guard_redis_timeout;
+    cmd->timer.data = cmd;
+    cmd->timer.log = ngx_cycle->log;
+
+    return cmd;
+}
+
+
+static ngx_int_t
+ngx_http_ml_guard_redis_send(ngx_http_ml_guard_redis_cmd_t *cmd)
+{
+    if (mlg_redis.ac == NULL
+        || redisAsyncCommandArgv(mlg_redis.ac, ngx_http_ml_guard_redis_reply,
+                                 cmd, cmd->argc, cmd->argv, cmd->argvlen)
+           != REDIS_OK)
+    {
+        return NGX_ERROR;
+    }
+
+    return NGX_OK;
+}
+
+
+static void
+ngx_http_ml_guard_redis_reply(redisAsyncContext *ac, void *r, void *privdata)
+{
+    redisReply                     *reply = r;
+    ngx_http_ml_guard_redis_cmd_t  *cmd = privdata;
+    u_char                          why[128];
+    size_t                          len;
+
+    if (reply != NULL && reply->type == REDIS_REPLY_ERROR
+        && ngx_strncmp(reply->str, "NOSCRIPT", 8) == 0 && !cmd->retried)
+    {
+        /* script cache flushed (restart, SCRIPT FLUSH): EVAL loads it */
+        cmd->retried = 1;
+        cmd->argv[0] = "EVAL";
+        cmd->argvlen[0] = 4;
+        cmd->argv[1] = mlg_redis.script;
+        cmd->argvlen[1] = mlg_redis.script_len;
+
+        if (cmd->handler != NULL && ac == mlg_redis.ac
+            && ngx_http_ml_guard_redis_send(cmd) == NGX_OK)
+        {
+            return;
+        }
+
+        ngx_http_ml_guard_redis_finish(cmd, NULL);
+        ngx_free(cmd);
+        return;
+    }
+
+    if (reply != NULL && reply->type == REDIS_REPLY_ERROR) {
+        ngx_http_ml_guard_metric_add(MLG_METRIC_REDIS_ERRORS, 1);
+
+        len = ngx_snprintf(why, sizeof(why), "error reply: %*s",
+                           (size_t) ngx_min(reply->len, 100), reply->str)
+              - why;
+        ngx_http_ml_guard_redis_finish(cmd, NULL);
+        ngx_free(cmd);
+
+        if (ac == mlg_redis.ac) {
+            ngx_http_ml_guard_redis_trip((char *) why, len);
+        }
+        return;
+    }
+
+    ngx_http_ml_guard_redis_finish(cmd, reply);
+    ngx_free(cmd);
+}
+
+
+ngx_int_t
+ngx_http_ml_guard_redis_eval(ngx_pool_t *pool, ngx_uint_t nargs,
+    ngx_str_t *args, ngx_http_ml_guard_redis_handler_pt handler, void *data)
+{
+    ngx_str_t                       argv[2 + 3 * MLG_GCRA_MAX_LIMITS + 8];
+    ngx_uint_t                      i;
+    ngx_pool_cleanup_t             *cln;
+    ngx_http_ml_guard_redis_cmd_t  *cmd;
+
+    if (!mlg_redis.up || mlg_redis.ac == NULL) {
+        return NGX_DECLINED;
+    }
+
+    if (nargs + 2 > sizeof(argv) / sizeof(argv[0])) {
+        return NGX_ERROR;
+    }
+
+    ngx_str_set(&argv[0], "EVALSHA");
+    argv[1].data = (u_char *) mlg_redis.sha;
+    argv[1].len = 40;
+    for (i = 0; i < nargs; i++) {
+        argv[i + 2] = args[i];
+    }
+
+    cln = ngx_pool_cleanup_add(pool, 0);
+    if (cln == NULL) {
+        return NGX_ERROR;
+    }
+
+    cmd = ngx_http_ml_guard_redis_cmd_new((int) nargs + 2, argv);
+    if (cmd == NULL) {
+        return NGX_ERROR;
+    }
+
+    if (ngx_http_ml_guard_redis_send(cmd) != NGX_OK) {
+        ngx_free(cmd);
+        return NGX_DECLINED;
+    }
+
+    cmd->handler = handler;
+    cmd->data = data;
+    cmd->cleanup = cln;
+    cln->handler = ngx_http_ml_guard_redis_detach;
+    cln->data = cmd;
+
+    ngx_add_timer(&cmd->timer, mlg_redis.conf->timeout);
+
+    return NGX_AGAIN;
+}
+
+
+ngx_uint_t
+ngx_http_ml_guard_redis_available(void)
+{
+    return mlg_redis.up && mlg_redis.ac != NULL;
+}
+
+
+/* ---- breaker ---------------------------------------------------------- */
+
+static const char *
+ngx_http_ml_guard_redis_fail_name(void)
+{
+    switch (mlg_redis.conf->fail) {
+    case NGX_HTTP_ML_GUARD_FAIL_OPEN:
+        return "open (allow)";
+    case NGX_HTTP_ML_GUARD_FAIL_CLOSED:
+        return "closed (503)";
+    default:
+        return "local (per-gateway limits)";
+    }
+}
+
+
+static void
+ngx_http_ml_guard_redis_drop(void)
+{
+    redisAsyncContext  *ac = mlg_redis.ac;
+
+    if (ac != NULL) {
+        mlg_redis.ac = NULL;
+        /* pending commands fail now; deferred if inside a hiredis callback */
+        redisAsyncFree(ac);
+    }
+}
+
+
+static void
+ngx_http_ml_guard_redis_trip(const char *why, size_t len)
+{
+    ngx_msec_t  delay;
+
+    if (mlg_redis.up) {
+        mlg_redis.up = 0;
+        ngx_http_ml_guard_gauge_add(MLG_GAUGE_REDIS_BREAKER_OPEN, 1);
+        mlg_redis.backoff = NGX_HTTP_ML_GUARD_REDIS_BACKOFF_MIN;
+        ngx_log_error(NGX_LOG_ERR, ngx_cycle->log, 0,
+                      "ml_guard: redis %V unavailable: %*s; limits fail %s "
+                      "until it answers again",
+                      &mlg_redis.conf->address, len, why,
+                      ngx_http_ml_guard_redis_fail_name());
+    }
+
+    ngx_http_ml_guard_redis_drop();
+
+    if (mlg_redis.probe.timer_set || ngx_exiting || ngx_terminate) {
+        return;
+    }
+
+    /* jitter: between half and all of the backoff */
+    delay = mlg_redis.backoff / 2
+            + (ngx_msec_t) ngx_random() % (mlg_redis.backoff / 2 + 1);
+    mlg_redis.backoff = ngx_min(mlg_redis.backoff * 2,
+                                NGX_HTTP_ML_GUARD_REDIS_BACKOFF_MAX);
+
+    ngx_add_timer(&mlg_redis.probe, delay);
+}
+
+
+static void
+ngx_http_ml_guard_redis_probe_done(void *data, redisReply *reply)
+{
+    if (reply == NULL || reply->type != REDIS_REPLY_STRING) {
+        /* still down; trip() schedules the next probe */
+        ngx_http_ml_guard_redis_trip("probe failed", 12);
+        return;
+    }
+
+    mlg_redis.up = 1;
+    mlg_redis.backoff = NGX_HTTP_ML_GUARD_REDIS_BACKOFF_MIN;
+    ngx_http_ml_guard_gauge_add(MLG_GAUGE_REDIS_BREAKER_OPEN, -1);
+    ngx_log_error(NGX_LOG_WARN, ngx_cycle->log, 0,
+                  "ml_guard: redis %V available again; limits are shared",
+                  &mlg_redis.conf->address);
+}
+
+
+static void
+ngx_http_ml_guard_redis_probe(ngx_event_t *ev)
+{
+    ngx_str_t                       argv[3];
+    ngx_http_ml_guard_redis_cmd_t  *cmd;
+
+    if (ngx_exiting || ngx_terminate) {
+        return;
+    }
+
+    if (ngx_http_ml_guard_redis_connect() != NGX_OK) {
+        ngx_http_ml_guard_redis_trip("connect failed", 14);
+        return;
+    }
+
+    ngx_str_set(&argv[0], "SCRIPT");
+    ngx_str_set(&argv[1], "LOAD");
+    argv[2].data = (u_char *) mlg_redis.script;
+    argv[2].len = mlg_redis.script_len;
+
+    cmd = ngx_http_ml_guard_redis_cmd_new(3, argv);
+    if (cmd == NULL || ngx_http_ml_guard_redis_send(cmd) != NGX_OK) {
+        if (cmd) {
+            ngx_free(cmd);
+        }
+        ngx_http_ml_guard_redis_trip("probe not sent", 14);
+        return;
+    }
+
+    cmd->handler = ngx_http_ml_guard_redis_probe_done;
+    ngx_add_timer(&cmd->timer, mlg_redis.conf->timeout);
+}
+
+
+/* AUTH and SELECT replies */
+static void
+ngx_http_ml_guard_redis_setup_reply(redisAsyncContext *ac, void *r,
+    void *privdata)
+{
+    redisReply  *reply = r;
+    u_char       why[160];
+    size_t       len;
+
+    if (reply == NULL || ac != mlg_redis.ac) {
+        return;
+    }
+
+    if (reply->type == REDIS_REPLY_ERROR) {
+        len = ngx_snprintf(why, sizeof(why), "%s refused: %*s",
+                           (char *) privdata,
+                           (size_t) ngx_min(reply->len, 100), reply->str)
+              - why;
+        ngx_http_ml_guard_redis_trip((char *) why, len);
+    }
+}
+
+
+static void
+ngx_http_ml_guard_redis_on_connect(const redisAsyncContext *ac, int status)
+{
+    if (status == REDIS_OK) {
+        ngx_http_ml_guard_metric_add(MLG_METRIC_REDIS_RECONNECTS, 1);
+        ngx_http_ml_guard_gauge_add(MLG_GAUGE_REDIS_CONNECTED, 1);
+        return;
+    }
+
+    /* a failed connect is followed by cleanup(), which trips the breaker */
+    ngx_log_debug1(NGX_LOG_DEBUG_HTTP, ngx_cycle->log, 0,
+                   "ml_guard: redis connect failed: %s", ac->errstr);
+}
+
+
+static ngx_int_t
+ngx_http_ml_guard_redis_connect(void)
+{
+    ngx_http_ml_guard_redis_conf_t  *rcf = mlg_redis.conf;
+    redisAsyncContext               *ac;
+    ngx_connection_t                *c;
+    char                             db[16];
+
+    ngx_http_ml_guard_redis_drop();
+
+    if (rcf->unix_path.len) {
+        ac = redisAsyncConnectUnix((char *) rcf->unix_path.data);
+    } else {
+        ac = redisAsyncConnect((char *) rcf->host.data, (int) rcf->port);
+    }
+
+    if (ac == NULL) {
+        return NGX_ERROR;
+    }
+
+    if (ac->err) {
+        ngx_log_debug1(NGX_LOG_DEBUG_HTTP, ngx_cycle->log, 0,
+                       "ml_guard: redis connect: %s", ac->errstr);
+        redisAsyncFree(ac);
+        return NGX_ERROR;
+    }
+
+    c = ngx_get_connection(ac->c.fd, ngx_cycle->log);
+    if (c == NULL) {
+        redisAsyncFree(ac);
+        return NGX_ERROR;
+    }
+
+    c->data = ac;
+    c->log = ngx_cycle->log;
+    c->read->log = c->log;
+    c->write->log = c->log;
+    c->read->handler = ngx_http_ml_guard_redis_read_handler;
+    c->write->handler = ngx_http_ml_guard_redis_write_handler;
+
+    ac->ev.data = c;
+    ac->ev.addRead = ngx_http_ml_guard_redis_add_read;
+    ac->ev.delRead = ngx_http_ml_guard_redis_del_read;
+    ac->ev.addWrite = ngx_http_ml_guard_redis_add_write;
+    ac->ev.delWrite = ngx_http_ml_guard_redis_del_write;
+    ac->ev.cleanup = ngx_http_ml_guard_redis_cleanup;
+
+    redisAsyncSetConnectCallback(ac, ngx_http_ml_guard_redis_on_connect);
+
+    mlg_redis.ac = ac;
+
+    if (rcf->password.len) {
+        if (redisAsyncCommand(ac, ngx_http_ml_guard_redis_setup_reply,
+                              "AUTH", "AUTH %b", rcf->password.data,
+                              rcf->password.len)
+            != REDIS_OK)
+        {
+            return NGX_ERROR;
+        }
+    }
+
+    if (rcf->db >= 0) {
+        ngx_snprintf((u_char *) db, sizeof(db), "%i%Z", rcf->db);
+        if (redisAsyncCommand(ac, ngx_http_ml_guard_redis_setup_reply,
+                              "SELECT", "SELECT %s", db)
+            != REDIS_OK)
+        {
+            return NGX_ERROR;
+        }
+    }
+
+    /* the first write event completes the connect */
+    ngx_http_ml_guard_redis_add_write(c);
+
+    return NGX_OK;
+}
+
+
+/* ---- worker lifecycle ------------------------------------------------- */
+
+ngx_int_t
+ngx_http_ml_guard_redis_init_worker(ngx_cycle_t *cycle,
+    ngx_http_ml_guard_redis_conf_t *rcf)
+{
+    ngx_memzero(&mlg_redis, sizeof(mlg_redis));
+
+    if (rcf == NULL || rcf->address.len == 0
+        || (ngx_process != NGX_PROCESS_WORKER
+            && ngx_process != NGX_PROCESS_SINGLE))
+    {
+        return NGX_OK;
+    }
+
+    mlg_redis.conf = rcf;
+    mlg_redis.script = mlg_ratelimit_script(&mlg_redis.script_len);
+    if (mlg_ratelimit_script_sha1(mlg_redis.sha) != 0) {
+        ngx_log_error(NGX_LOG_EMERG, cycle->log, 0,
+                      "ml_guard: cannot hash the rate-limit script");
+        return NGX_ERROR;
+    }
+
+    mlg_redis.probe.handler = ngx_http_ml_guard_redis_probe;
+    mlg_redis.probe.log = cycle->log;
+    mlg_redis.probe.cancelable = 1;
+    mlg_redis.backoff = NGX_HTTP_ML_GUARD_REDIS_BACKOFF_MIN;
+
+    /* optimistic: requests use the connection while it is being made */
+    mlg_redis.up = 1;
+
+    if (ngx_http_ml_guard_redis_connect() != NGX_OK) {
+        ngx_http_ml_guard_redis_trip("connect failed", 14);
+    }
+
+    return NGX_OK;
+}
+
+
+void
+ngx_http_ml_guard_redis_exit_worker(ngx_cycle_t *cycle)
+{
+    if (mlg_redis.conf == NULL) {
+        return;
+    }
+
+    if (mlg_redis.probe.timer_set) {
+        ngx_del_timer(&mlg_redis.probe);
+    }
+
+    if (!mlg_redis.up) {
+        /* the gauges are sums over live workers */
+        ngx_http_ml_guard_gauge_add(MLG_GAUGE_REDIS_BREAKER_OPEN, -1);
+    }
+
+    mlg_redis.up = 0;
+    ngx_http_ml_guard_redis_drop();
+}

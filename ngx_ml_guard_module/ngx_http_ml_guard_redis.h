@@ -1,0 +1,71 @@
+/*
+ * One non-blocking hiredis connection per worker, driven by nginx's event
+ * loop, with per-command deadlines, reconnect with backoff and jitter, and a
+ * circuit breaker.  See ngx_http_ml_guard_redis.c.
+ */
+#ifndef NGX_HTTP_ML_GUARD_REDIS_H
+#define NGX_HTTP_ML_GUARD_REDIS_H
+
+#include <ngx_config.h>
+#include <ngx_core.h>
+#include <ngx_http.h>
+
+#include <hiredis/hiredis.h>
+
+#include "ngx_http_ml_guard_module.h"
+
+
+#define NGX_HTTP_ML_GUARD_FAIL_LOCAL   1
+#define NGX_HTTP_ML_GUARD_FAIL_OPEN    2
+#define NGX_HTTP_ML_GUARD_FAIL_CLOSED  3
+
+
+/* ml_guard_redis, and the shared-memory zone for local limits; allocated
+ * by the first of ml_guard_redis / ml_guard_rate_limit /
+ * ml_guard_auth_failures (address.len == 0: no Redis, limits are local). */
+struct ngx_http_ml_guard_redis_conf_s {
+    ngx_str_t    address;     /* as written, for logs */
+    ngx_str_t    host;        /* NUL-terminated; empty with unix: */
+    ngx_int_t    port;
+    ngx_str_t    unix_path;   /* NUL-terminated; empty for TCP */
+    ngx_str_t    password;
+    ngx_int_t    db;          /* -1: no SELECT */
+    ngx_msec_t   timeout;
+    ngx_uint_t   fail;        /* NGX_HTTP_ML_GUARD_FAIL_* */
+    ngx_shm_zone_t  *zone;    /* local limits (fail=local, or no Redis) */
+};
+
+
+/*
+ * Called with the reply, or with NULL when Redis could not answer (timeout,
+ * connection lost, breaker opened, error reply).  Never called synchronously
+ * from ngx_http_ml_guard_redis_eval(), and never after the pool given there
+ * was destroyed.
+ */
+typedef void (*ngx_http_ml_guard_redis_handler_pt)(void *data,
+    redisReply *reply);
+
+
+/* Parses "ml_guard_redis ADDRESS [timeout=] [fail=] [password=] [db=]". */
+char *ngx_http_ml_guard_redis_parse(ngx_conf_t *cf,
+    ngx_http_ml_guard_redis_conf_t *rcf);
+
+/* Worker start/stop: connect to Redis (when configured). */
+ngx_int_t ngx_http_ml_guard_redis_init_worker(ngx_cycle_t *cycle,
+    ngx_http_ml_guard_redis_conf_t *rcf);
+void ngx_http_ml_guard_redis_exit_worker(ngx_cycle_t *cycle);
+
+/*
+ * Runs the rate-limit script: EVALSHA sha ARGS..., where args[0] is the key
+ * count.  On NOSCRIPT it is retried once as EVAL (which also loads it).
+ * Returns NGX_AGAIN when sent (handler follows), NGX_DECLINED when Redis is
+ * unavailable right now (breaker open: use the fail mode at once), or
+ * NGX_ERROR.  A pool cleanup detaches the command when pool goes away first.
+ */
+ngx_int_t ngx_http_ml_guard_redis_eval(ngx_pool_t *pool, ngx_uint_t nargs,
+    ngx_str_t *args, ngx_http_ml_guard_redis_handler_pt handler, void *data);
+
+/* 1 while Redis is considered available (breaker closed). */
+ngx_uint_t ngx_http_ml_guard_redis_available(void);
+
+#endif /* NGX_HTTP_ML_GUARD_REDIS_H */

@@ -1,0 +1,175 @@
+# Server behaviour: keep-alive and pipelining, slow-client and idle timeouts,
+# SIGHUP reload (a good model replaces the old one on open connections; a bad
+# one is refused and the old one kept), SIGTERM/SIGINT clean exit, socket
+# handling and command-line errors.
+use strict;
+use warnings;
+use Test::More;
+use File::Copy qw(copy);
+use File::Temp qw(tempdir);
+use JSON::PP;
+use IO::Socket::INET;
+use lib 't/lib';
+use MLGuard::Backend;
+
+my $json = JSON::PP->new;
+my $dir = tempdir('mlg-server-XXXXXX', TMPDIR => 1, CLEANUP => 1);
+my $body = '{"input":[[5.1,3.5,1.4,0.2],[6.7,3.0,5.2,2.3]]}';
+
+# --- keep-alive and pipelining ---
+my $b = MLGuard::Backend->start(models => ['conf/models/iris.mlgf'], threads => 2,
+                                args => ['--request-timeout', '300', '--idle-timeout', '600']);
+my $c = $b->connect;
+my $ok = 0;
+for (1 .. 200) {
+    my $r = $c->request(POST => '/predict', $body);
+    $ok++ if $r->{status} == 200 && $r->{body} eq '{"prediction":[0,2]}'
+             && !exists $r->{headers}{connection};
+}
+is($ok, 200, '200 requests on one keep-alive connection');
+
+$c->send_raw(join '', map { MLGuard::Backend::Connection::format_request(POST => '/predict', $body) }
+                      1 .. 20);
+$ok = 0;
+for (1 .. 20) {
+    my $r = $c->read_response;
+    $ok++ if $r && $r->{status} == 200;
+}
+is($ok, 20, '20 pipelined requests answered in order');
+
+# HTTP/1.0 without keep-alive and Connection: close are honoured
+my $c10 = $b->connect;
+$c10->send_raw("GET /v2/health/live HTTP/1.0\r\n\r\n");
+my $r = $c10->read_response;
+is($r->{status}, 200, 'HTTP/1.0 request');
+ok($c10->wait_closed(5), 'HTTP/1.0 connection closed after the response');
+my $cc = $b->connect;
+$r = $cc->request(GET => '/v2/health/live', undef, { Connection => 'close' });
+is($r->{headers}{connection}, 'close', 'Connection: close echoed');
+ok($cc->wait_closed(5), 'and the connection closed');
+
+# --- timeouts ---
+my $slow = $b->connect;
+$slow->send_raw("POST /predict HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n{\"in");
+$r = $slow->read_response(5);
+is($r->{status}, 408, 'slow client: incomplete request -> 408 after --request-timeout');
+like($json->decode($r->{body})->{error}, qr/not received within 300 ms/, '408 names the timeout');
+ok($slow->wait_closed(5), 'slow client disconnected');
+
+my $slow_head = $b->connect;
+$slow_head->send_raw("GET /v2/health/live HTTP/1.1\r\nHo");
+$r = $slow_head->read_response(5);
+is($r->{status}, 408, 'slow client: incomplete header -> 408');
+
+my $idle = $b->connect;
+is($idle->request(GET => '/v2/health/live')->{status}, 200, 'idle connection: first request');
+ok($idle->wait_closed(5), 'idle keep-alive connection closed after --idle-timeout');
+is($b->stop, 0, 'stopped');
+
+# --- SIGHUP reload ---
+my $py = '/usr/bin/python3';
+SKIP: {
+    skip 'no /usr/bin/python3 with sklearn', 12 unless system($py, '-c', 'import sklearn') == 0;
+    # a one-split tree on iris: never predicts class 2
+    is(system($py, '-c', <<"PY"), 0, 'trained a stump');
+import joblib
+from sklearn.datasets import load_iris
+from sklearn.tree import DecisionTreeClassifier
+X, y = load_iris(return_X_y=True)
+joblib.dump(DecisionTreeClassifier(max_depth=1, random_state=0).fit(X, y), "$dir/stump.pkl")
+PY
+    is(system($py, 'scripts/export-sklearn-model', "$dir/stump.pkl", "$dir/stump.mlgf"), 0, 'exported');
+    copy('conf/models/iris.mlgf', "$dir/live.mlgf") or die $!;
+    $b = MLGuard::Backend->start(models => ["iris=$dir/live.mlgf"], threads => 2);
+    my $keep = $b->connect;
+    is($keep->request(POST => '/predict', $body)->{body}, '{"prediction":[0,2]}', 'forest answers');
+
+    copy("$dir/stump.mlgf", "$dir/live.mlgf.tmp") or die $!;
+    rename "$dir/live.mlgf.tmp", "$dir/live.mlgf" or die $!;
+    $b->signal('HUP');
+    ok($b->wait_log(qr/reload done: 0 of 1/), 'SIGHUP: reload logged');
+    $r = $keep->request(POST => '/predict', $body);
+    is($r->{body}, '{"prediction":[0,1]}', 'new model serves on the connection opened before the reload');
+    $r = $b->request(GET => '/v2/models/iris');
+    is($json->decode($r->{body})->{parameters}{trees}, 1, 'metadata shows the new model');
+
+    # a corrupt model is refused and the old one stays
+    open my $fh, '>', "$dir/live.mlgf.tmp" or die;
+    print $fh "MLGF garbage";
+    close $fh;
+    rename "$dir/live.mlgf.tmp", "$dir/live.mlgf" or die $!;
+    $b->signal('HUP');
+    ok($b->wait_log(qr/reload done: 1 of 1/), 'SIGHUP with a bad model: reload logged');
+    like($b->log, qr/reload: model iris: \S+live\.mlgf: model file truncated.*keeping the old model/,
+         'log names the model, the file and the defect');
+    is($keep->request(POST => '/predict', $body)->{body}, '{"prediction":[0,1]}',
+       'old model still serves after a failed reload');
+    unlink "$dir/live.mlgf";
+    $b->signal('HUP');
+    ok($b->wait_log(qr/reload done: 1 of 1.*\n(?s:.*)reload done: 1 of 1/), 'missing file: reload logged');
+    is($keep->request(POST => '/predict', $body)->{status}, 200, 'still serving');
+
+    # --- SIGTERM with an open connection ---
+    my $sock = $b->socket_path;
+    $b->signal('TERM');
+    ok($b->wait_exit(10), 'SIGTERM: exits');
+    is($b->exit_status, 0, 'exit status 0');
+}
+ok(!-e $b->socket_path, 'socket file removed');
+
+# --- SIGINT, world-writable socket ---
+$b = MLGuard::Backend->start(models => ['conf/models/iris.mlgf'], threads => 1);
+is((stat $b->socket_path)[2] & 0777, 0666, 'socket is 0666 (nginx workers run as nobody)');
+my $hold = $b->connect;
+$b->signal('INT');
+ok($b->wait_exit(10), 'SIGINT: exits');
+is($b->exit_status, 0, 'exit status 0');
+ok($hold->wait_closed(5), 'open connection closed at shutdown');
+ok(!-e $b->socket_path, 'socket removed');
+
+# --- a stale socket file is replaced; a live one is refused ---
+my $sdir = tempdir('mlg-sock-XXXXXX', TMPDIR => 1, CLEANUP => 1);
+{
+    my $stale = IO::Socket::UNIX->new(Type => Socket::SOCK_STREAM(), Local => "$sdir/backend.sock",
+                                      Listen => 1) or die $!;
+    close $stale;   # file stays, nobody listens
+}
+ok(-S "$sdir/backend.sock", 'stale socket file present');
+$b = MLGuard::Backend->start(models => ['conf/models/iris.mlgf'], threads => 1, dir => $sdir);
+is($b->request(GET => '/v2/health/ready')->{status}, 200, 'started over a stale socket');
+my $second = MLGuard::Backend->start(models => ['conf/models/iris.mlgf'], dir => $sdir, wait => 0);
+ok($second->wait_exit(10), 'second backend on a live socket exits');
+isnt($second->exit_status, 0, 'with an error status');
+like($second->log, qr/in use by another server/, 'and says why');
+is($b->request(GET => '/v2/health/ready')->{status}, 200, 'first backend unaffected');
+$b->stop;
+
+# --- TCP for debugging ---
+my $probe = IO::Socket::INET->new(Listen => 1, LocalAddr => '127.0.0.1', LocalPort => 0) or die;
+my $port = $probe->sockport;
+close $probe;
+$b = MLGuard::Backend->start(models => ['conf/models/iris.mlgf'], threads => 1,
+                             args => ['--listen', "tcp:127.0.0.1:$port"]);
+my $tcp = IO::Socket::INET->new(PeerAddr => '127.0.0.1', PeerPort => $port) or die "tcp: $!";
+print $tcp "GET /v2/health/live HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n";
+my $resp = do { local $/; <$tcp> };
+like($resp, qr{^HTTP/1\.1 200 OK\r\n.*\{"live":true\}$}s, '--listen tcp:127.0.0.1:PORT serves too');
+$b->stop;
+
+# --- startup errors ---
+sub fails {
+    my ($name, $re, @args) = @_;
+    my $x = MLGuard::Backend->start(models => [], args => \@args, wait => 0);
+    ok($x->wait_exit(10), "$name: exits");
+    isnt($x->exit_status, 0, "$name: error status");
+    like($x->log, $re, "$name: message");
+}
+fails('no model', qr/need at least one --model/);
+fails('missing file', qr/cannot open \S*nope\.mlgf: No such file/, '--model', "$dir/nope.mlgf");
+fails('bad option', qr/unknown option --frobnicate/, '--model', 'conf/models/iris.mlgf', '--frobnicate', 1);
+fails('bad threads', qr/--threads wants 1\.\.256/, '--model', 'conf/models/iris.mlgf', '--threads', 0);
+fails('duplicate name', qr/model name "iris" used twice/,
+      '--model', 'conf/models/iris.mlgf', '--model', 'conf/models/iris.mlgf');
+fails('bad name', qr/bad model name/, '--model', 'a b=conf/models/iris.mlgf');
+
+done_testing;
