@@ -808,6 +808,15 @@ load_jwks(load_ctx_t *lc, mlg_jwt_keyset_t *ks, const unsigned char *data,
             skipped++;
         }
     }
+    /* with several keys a token can only select one by kid */
+    for (i = 0; ks->n > 1 && i < ks->n; i++) {
+        if (ks->keys[i].kid == NULL) {
+            load_error(lc, "the JWKS has %zu usable keys and one of them has "
+                       "no \"kid\": with several keys each needs one",
+                       ks->n);
+            goto done;
+        }
+    }
     if (ks->n == 0) {
         load_error(lc, "the JWKS has no usable keys (%zu skipped: not for "
                    "signing, or not %s)", skipped,

@@ -7,6 +7,7 @@
  *   ml_guard_jwt_leeway TIME;
  *   ml_guard_jwt_roles_claim PATH;
  *   ml_guard_jwt_cache on | off;
+ *   ml_guard_jwt_require_exp on | off;
  *
  * A request's "Authorization: Bearer TOKEN" (scheme without case) is looked
  * up in the worker's cache of verified tokens, else verified; the identity
@@ -30,6 +31,7 @@ struct ngx_http_ml_guard_jwt_conf_s {
     ngx_str_t           roles_claim;
     time_t              leeway;
     ngx_flag_t          cache;
+    ngx_flag_t          require_exp;
     mlg_jwt_policy_t    policy;         /* built by merge */
 };
 
@@ -39,6 +41,8 @@ static ngx_int_t ngx_http_ml_guard_jwt_bearer(ngx_http_request_t *r,
     ngx_str_t *token);
 static char *ngx_http_ml_guard_jwt_set_str(ngx_conf_t *cf, ngx_str_t *field,
     const char *what, ngx_uint_t is_path);
+static char *ngx_http_ml_guard_jwt_set_flag(ngx_conf_t *cf, ngx_command_t *cmd,
+    ngx_http_ml_guard_jwt_conf_t *jcf, ngx_uint_t offset);
 
 
 /* created in the worker on first use; never in the master */
@@ -68,6 +72,7 @@ ngx_http_ml_guard_jwt_create_conf(ngx_conf_t *cf,
 
     jcf->leeway = NGX_CONF_UNSET;
     jcf->cache = NGX_CONF_UNSET;
+    jcf->require_exp = NGX_CONF_UNSET;
 
     lcf->jwt = jcf;
 
@@ -98,12 +103,13 @@ ngx_http_ml_guard_jwt_merge_conf(ngx_conf_t *cf,
     ngx_conf_merge_str_value(c->roles_claim, p->roles_claim, "roles");
     ngx_conf_merge_sec_value(c->leeway, p->leeway, 0);
     ngx_conf_merge_value(c->cache, p->cache, 1);
+    ngx_conf_merge_value(c->require_exp, p->require_exp, 1);
 
     c->policy.issuer = (const char *) c->issuer.data;
     c->policy.audience = (const char *) c->audience.data;
     c->policy.roles_claim = (const char *) c->roles_claim.data;
     c->policy.leeway = c->leeway;
-    c->policy.exp_optional = 0;
+    c->policy.exp_optional = !c->require_exp;
 
     return NGX_CONF_OK;
 }
@@ -456,26 +462,32 @@ ngx_http_ml_guard_jwt_cache_flag(ngx_conf_t *cf, ngx_command_t *cmd,
 {
     ngx_http_ml_guard_loc_conf_t *lcf = conf;
 
-    ngx_str_t  *value;
+    return ngx_http_ml_guard_jwt_set_flag(cf, cmd, lcf->jwt,
+               offsetof(ngx_http_ml_guard_jwt_conf_t, cache));
+}
 
-    if (lcf->jwt->cache != NGX_CONF_UNSET) {
-        return "is duplicate";
-    }
 
-    value = cf->args->elts;
+char *
+ngx_http_ml_guard_jwt_require_exp(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf)
+{
+    ngx_http_ml_guard_loc_conf_t *lcf = conf;
 
-    if (ngx_strcasecmp(value[1].data, (u_char *) "on") == 0) {
-        lcf->jwt->cache = 1;
+    return ngx_http_ml_guard_jwt_set_flag(cf, cmd, lcf->jwt,
+               offsetof(ngx_http_ml_guard_jwt_conf_t, require_exp));
+}
 
-    } else if (ngx_strcasecmp(value[1].data, (u_char *) "off") == 0) {
-        lcf->jwt->cache = 0;
 
-    } else {
-        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                           "invalid value \"%V\", expected \"on\" or \"off\"",
-                           &value[1]);
-        return NGX_CONF_ERROR;
-    }
+/* on|off into a field of the JWT conf, which the command table cannot
+ * address (the struct is opaque there) */
+static char *
+ngx_http_ml_guard_jwt_set_flag(ngx_conf_t *cf, ngx_command_t *cmd,
+    ngx_http_ml_guard_jwt_conf_t *jcf, ngx_uint_t offset)
+{
+    ngx_command_t  field_cmd;
 
-    return NGX_CONF_OK;
+    field_cmd = *cmd;
+    field_cmd.offset = offset;
+
+    return ngx_conf_set_flag_slot(cf, &field_cmd, jcf);
 }

@@ -143,8 +143,15 @@ static ngx_command_t  ngx_http_ml_guard_commands[] = {
       NULL },
 
     { ngx_string("ml_guard_jwt_cache"),
-      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_FLAG,
       ngx_http_ml_guard_jwt_cache_flag,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      0,
+      NULL },
+
+    { ngx_string("ml_guard_jwt_require_exp"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_FLAG,
+      ngx_http_ml_guard_jwt_require_exp,
       NGX_HTTP_LOC_CONF_OFFSET,
       0,
       NULL },

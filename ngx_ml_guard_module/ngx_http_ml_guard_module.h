@@ -227,6 +227,7 @@ char *ngx_http_ml_guard_jwt_audience(ngx_conf_t *cf, ngx_command_t *cmd, void *c
 char *ngx_http_ml_guard_jwt_leeway(ngx_conf_t *cf, ngx_command_t *cmd, void *conf);
 char *ngx_http_ml_guard_jwt_roles_claim(ngx_conf_t *cf, ngx_command_t *cmd, void *conf);
 char *ngx_http_ml_guard_jwt_cache_flag(ngx_conf_t *cf, ngx_command_t *cmd, void *conf);
+char *ngx_http_ml_guard_jwt_require_exp(ngx_conf_t *cf, ngx_command_t *cmd, void *conf);
 
 /* ngx_http_ml_guard_schema.c */
 ngx_int_t ngx_http_ml_guard_schema_create_conf(ngx_conf_t *cf,

@@ -67,6 +67,7 @@ my %loc = (
     '/both'    => "ml_guard_auth api_key jwt; ml_guard_api_keys %%DIR%%/api.keys;
                    ml_guard_jwt_key %%DIR%%/hs.secret;",
     '/nocache' => "ml_guard_jwt_key %%DIR%%/rsa1.pub.pem; ml_guard_jwt_cache off;",
+    '/noexp'   => "ml_guard_jwt_key %%DIR%%/rsa1.pub.pem; ml_guard_jwt_require_exp off;",
 );
 my $server = join '', map { "    location $_ { ml_guard on; $loc{$_} $vars }\n" } sort keys %loc;
 $t->start_nginx(server => $server);
@@ -88,7 +89,6 @@ sub check {
     return $res;
 }
 
-my $now = time;
 
 # --- every algorithm ----------------------------------------------------------
 for my $alg (qw(HS256 HS384 HS512)) {
@@ -131,6 +131,8 @@ for my $scheme ('bearer', 'BEARER', 'BeArEr') {
     like $res->{headers}{'www-authenticate'}, qr/Bearer realm="ml-guard", error="invalid_token"/,
         'WWW-Authenticate names invalid_token';
     like $res->{headers}{'content-type'}, qr{^application/problem\+json}, 'problem+json';
+    is $res->{json}{status}, 401, 'problem status 401';
+    ok $res->{json}{type} && $res->{json}{title} && $res->{json}{detail}, 'problem type, title, detail';
     unlike $res->{content}, qr/\Q$good\E|alice/, 'the token is not echoed';
 }
 
@@ -139,27 +141,32 @@ my %ok_claims = (iss => 'https://idp.test/realms/ml', aud => 'ml-api');
 sub rs { $k->token(alg => 'RS256', key => 'rsa1', claims => { @_ }) }
 
 check('/claims', rs(%ok_claims), 200, undef, 'iss and aud match');
-check('/claims', rs(%ok_claims, iss => 'https://evil.test/realms/ml'), 401, 'token_claims', 'wrong iss');
+my $claims_res = check('/claims', rs(%ok_claims, iss => 'https://evil.test/realms/ml'), 401, 'token_claims',
+                       'wrong iss');
+unlike $claims_res->{content}, qr/evil/, 'the wrong issuer is not echoed';
 check('/claims', rs(%ok_claims, iss => undef), 401, 'token_claims', 'missing iss');
 check('/claims', rs(%ok_claims, aud => 'other-api'), 401, 'token_claims', 'wrong aud');
 check('/claims', rs(%ok_claims, aud => undef), 401, 'token_claims', 'missing aud');
 check('/claims', rs(%ok_claims, aud => ['account', 'ml-api']), 200, undef, 'aud array containing it');
 check('/claims', rs(%ok_claims, aud => ['account', 'billing']), 401, 'token_claims', 'aud array without it');
-check('/claims', rs(%ok_claims, exp => int($now) - 60), 401, 'token_expired', 'expired before claims');
-check('/rs256', rs(exp => int($now) - 1), 401, 'token_expired', 'expired');
+check('/claims', rs(%ok_claims, exp => int(time) - 60), 401, 'token_expired', 'expired before claims');
+check('/rs256', rs(exp => int(time) - 1), 401, 'token_expired', 'expired');
 check('/rs256', rs(exp => undef), 401, 'token_claims', 'exp missing (required)');
-check('/rs256', rs(nbf => int($now) + 60), 401, 'token_not_yet_valid', 'not yet valid');
-check('/rs256', rs(nbf => int($now) - 1), 200, undef, 'nbf in the past');
+check('/noexp', rs(exp => undef), 200, undef, 'exp missing, ml_guard_jwt_require_exp off');
+check('/noexp', rs(exp => int(time) - 1), 401, 'token_expired', 'exp still checked when present');
+check('/noexp', rs(exp => 'tomorrow'), 401, 'token_claims', 'exp not a number');
+check('/rs256', rs(nbf => int(time) + 60), 401, 'token_not_yet_valid', 'not yet valid');
+check('/rs256', rs(nbf => int(time) - 1), 200, undef, 'nbf in the past');
 check('/rs256', rs(sub => undef), 401, 'token_claims', 'sub missing');
 
 # leeway 10s: a margin of 5 s either side of each edge keeps these exact
 sub hs { $k->token(alg => 'HS256', secret => $secret, claims => { @_ }) }
-check('/leeway', hs(exp => int($now) - 5), 200, undef, 'leeway: expired 5 s ago, leeway 10 s -> ok');
-check('/leeway', hs(exp => int($now) - 15), 401, 'token_expired', 'leeway: expired 15 s ago -> expired');
-check('/leeway', hs(nbf => int($now) + 5), 200, undef, 'leeway: nbf 5 s ahead -> ok');
-check('/leeway', hs(nbf => int($now) + 15), 401, 'token_not_yet_valid', 'leeway: nbf 15 s ahead -> not yet valid');
-check('/hs256', hs(exp => int($now) - 5), 401, 'token_expired', 'no leeway: expired 5 s ago -> expired');
-check('/hs256', hs(nbf => int($now) + 5), 401, 'token_not_yet_valid', 'no leeway: nbf 5 s ahead');
+check('/leeway', hs(exp => int(time) - 5), 200, undef, 'leeway: expired 5 s ago, leeway 10 s -> ok');
+check('/leeway', hs(exp => int(time) - 15), 401, 'token_expired', 'leeway: expired 15 s ago -> expired');
+check('/leeway', hs(nbf => int(time) + 5), 200, undef, 'leeway: nbf 5 s ahead -> ok');
+check('/leeway', hs(nbf => int(time) + 15), 401, 'token_not_yet_valid', 'leeway: nbf 15 s ahead -> not yet valid');
+check('/hs256', hs(exp => int(time) - 5), 401, 'token_expired', 'no leeway: expired 5 s ago -> expired');
+check('/hs256', hs(nbf => int(time) + 5), 401, 'token_not_yet_valid', 'no leeway: nbf 5 s ahead');
 
 # --- JWKS -----------------------------------------------------------------------
 check('/jwks', $k->token(alg => 'RS256', key => 'rsa1', header => { kid => 'a' }), 200, undef, 'JWKS: kid a');

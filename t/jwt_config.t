@@ -79,6 +79,9 @@ refused("ml_guard_jwt_key $dir/secret32; ml_guard_jwt_roles_claim .roles;", qr/i
         'roles path starting with a dot');
 refused("ml_guard_jwt_key $dir/secret32; ml_guard_jwt_issuer '';", qr/invalid issuer/, 'empty issuer');
 refused("ml_guard_jwt_key $dir/secret32; ml_guard_jwt_cache maybe;", qr/invalid value "maybe"/, 'cache flag');
+refused("ml_guard_jwt_key $dir/secret32; ml_guard_jwt_require_exp no;", qr/invalid value "no"/, 'require_exp flag');
+refused("ml_guard_jwt_key $dir/secret32; ml_guard_jwt_cache on; ml_guard_jwt_cache off;", qr/is duplicate/,
+        'cache flag twice');
 
 accepted("ml_guard_jwt_key $dir/secret32;", 'HMAC secret');
 accepted("ml_guard_jwt_key " . $k->pub_path('rsa1') . " alg=RS384;", 'RSA key with alg=RS384');
@@ -86,7 +89,8 @@ accepted("ml_guard_jwt_key $dir/keycloak.jwks;", 'Keycloak-style JWKS (sig + enc
 accepted("ml_guard_jwt_key $dir/keycloak.jwks alg=ES256;", 'JWKS pinned to ES256');
 accepted("ml_guard_jwt_key $dir/secret32; ml_guard_jwt_issuer https://idp.test/realms/ml;
           ml_guard_jwt_audience ml-api; ml_guard_jwt_leeway 30s;
-          ml_guard_jwt_roles_claim resource_access.ml-api.roles; ml_guard_jwt_cache off;", 'every directive');
+          ml_guard_jwt_roles_claim resource_access.ml-api.roles; ml_guard_jwt_cache off;
+          ml_guard_jwt_require_exp off;", 'every directive');
 {
     # relative paths are resolved against the configuration's directory,
     # like ssl_certificate

@@ -284,6 +284,17 @@ test_jwks_loading(EVP_PKEY *rsa, EVP_PKEY *rsa2, EVP_PKEY *p256, EVP_PKEY *p521)
     ks = ks_text("{\"keys\":[{\"kid\":\"x\"}]}", NULL);
     ok(ks == NULL && err_has("no \"kty\""), "JWK without kty refused: %s", err);
 
+    snprintf(doc, sizeof(doc), "{\"keys\":[%s,{\"kty\":\"oct\","
+             "\"k\":\"MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY\"}]}", a);
+    ks = ks_text(doc, NULL);
+    ok(ks == NULL && err_has("2 usable keys and one of them has no \"kid\""),
+       "several keys, one without kid, refused: %s", err);
+    snprintf(doc, sizeof(doc), "{\"keys\":[{\"kty\":\"oct\","
+             "\"k\":\"MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY\"}]}");
+    ks = ks_text(doc, NULL);
+    ok(ks != NULL && strcmp(mlg_jwt_keyset_kid(ks, 0), "") == 0, "a single key without kid is fine");
+    mlg_jwt_keyset_free(ks);
+
     snprintf(doc, sizeof(doc), "{\"keys\":[%s,%s]}", a, a);
     ks = ks_text(doc, NULL);
     ok(ks == NULL && err_has("appears twice"), "duplicate kid refused: %s", err);
