@@ -163,6 +163,9 @@ ngx_http_ml_guard_jwt_authenticate(ngx_http_request_t *r,
                                (uint64_t) (uintptr_t) jcf,
                                (const char *) token.data, token.len,
                                (long long) ngx_time());
+
+        ngx_http_ml_guard_metric_add(id ? MLG_METRIC_JWT_CACHE_HITS
+                                        : MLG_METRIC_JWT_CACHE_MISSES, 1);
     }
 
     if (id == NULL) {

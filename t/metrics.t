@@ -4,10 +4,13 @@ use warnings;
 use lib 't/lib';
 use Test::More;
 use MLGuard::Test qw(sha256_hex_of random_key wait_for);
+use MLGuard::JWT;
 
 my $t = MLGuard::Test->new(workers => 2);
 my %k = map { $_ => random_key() } qw(alice bob);
 $t->write_file('keys.txt', "alice " . sha256_hex_of($k{alice}) . " predict\nbob " . sha256_hex_of($k{bob}) . "\n");
+my $secret = 's' x 40;
+$t->write_file('jwt-secret', $secret);
 $t->start_echo;
 $t->start_nginx(server => q{
     location /predict {
@@ -15,6 +18,11 @@ $t->start_nginx(server => q{
         ml_guard_api_keys %%DIR%%/keys.txt;
         ml_guard_roles predict;
         ml_guard_max_body 10;
+        proxy_pass http://%%ECHO%%;
+    }
+    location /jwt {
+        ml_guard on;
+        ml_guard_jwt_key %%DIR%%/jwt-secret alg=HS256;
         proxy_pass http://%%ECHO%%;
     }
     location = /metrics { ml_guard_metrics; }
@@ -63,6 +71,24 @@ for my $le (qw(0.00005 0.0001 0.00025 0.0005 0.001 0.0025 0.005 0.01 0.025 0.05 
 ok $mono, 'histogram buckets are cumulative';
 ok exists $m->{'ml_guard_ratelimit_checks_total{outcome="limited"}'}, 'rate-limit outcomes listed';
 ok exists $m->{'ml_guard_redis_connected_workers'}, 'redis gauge listed';
+
+# JWT cache lookups: one worker, so one miss then hits
+{
+    my $jt = MLGuard::Test->new(workers => 1);
+    $jt->write_file('jwt-secret', $secret);
+    $jt->{echo_addr} = $t->echo_addr;
+    $jt->start_nginx(server => q{
+        location /jwt { ml_guard on; ml_guard_jwt_key %%DIR%%/jwt-secret alg=HS256; proxy_pass http://%%ECHO%%; }
+        location = /metrics { ml_guard_metrics; }
+    });
+    my $tok = MLGuard::JWT->new($jt->dir)->token(alg => 'HS256', secret => $secret, claims => { sub => 'svc' });
+    is $jt->request(GET => '/jwt', headers => { Authorization => "Bearer $tok" })->{status}, 200, 'JWT allowed'
+        for 1 .. 3;
+    my $text = $jt->request(GET => '/metrics')->{content};
+    like $text, qr/^ml_guard_jwt_cache_total\{result="miss"\} 1$/m, 'one cache miss';
+    like $text, qr/^ml_guard_jwt_cache_total\{result="hit"\} 2$/m, 'then cache hits';
+    $jt->stop;
+}
 
 # counters survive a reload (same zone)
 $t->reload_nginx;

@@ -38,6 +38,7 @@ my $base = "https://127.0.0.1:$port{https}";
 ok wait_for(sub { ($http->get("$base/healthz")->{status} // 0) == 200 }, 30), 'stack comes up'
     or diag slurp("$run/run.out");
 
+ok wait_for(sub { slurp("$run/run.out") =~ /Ctrl-C stops everything/ }, 10), 'start-up message printed';
 my $out = slurp("$run/run.out");
 my $key = slurp("$run/demo-api-key");
 chomp $key;
