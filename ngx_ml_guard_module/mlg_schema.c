@@ -754,7 +754,7 @@ mlg_compile_ref(mlg_compile_t *cc, const json_t *v)
     const json_t  *target;
     mlg_node_t    *node;
     char          *decoded, *saved_ptr;
-    size_t         saved_len;
+    size_t         saved_len, saved_cap;
 
     if (!json_is_string(v)) {
         return mlg_compile_error(cc, "$ref must be a string");
@@ -772,6 +772,7 @@ mlg_compile_ref(mlg_compile_t *cc, const json_t *v)
     /* compile the target under its own pointer, for error messages */
     saved_ptr = cc->ptr;
     saved_len = cc->ptr_len;
+    saved_cap = cc->ptr_cap;
     cc->ptr = NULL;
     cc->ptr_len = 0;
     cc->ptr_cap = 0;
@@ -783,8 +784,7 @@ mlg_compile_ref(mlg_compile_t *cc, const json_t *v)
     free(cc->ptr);
     cc->ptr = saved_ptr;
     cc->ptr_len = saved_len;
-    cc->ptr_cap = saved_len + 1;
-    /* ptr_cap only needs to be a lower bound of the real allocation */
+    cc->ptr_cap = saved_cap;
     free(decoded);
     return node;
 }
