@@ -156,6 +156,7 @@ typedef struct {
 } mlg_compile_t;
 
 static mlg_node_t *mlg_compile_node(mlg_compile_t *cc, const json_t *json);
+static void mlg_utf8_sanitize(char *s);
 
 static int
 mlg_ptr_reserve(mlg_compile_t *cc, size_t extra)
@@ -244,6 +245,7 @@ mlg_compile_error(mlg_compile_t *cc, const char *fmt, ...)
     va_start(ap, fmt);
     vsnprintf(cc->err + n, cc->errlen - (size_t) n, fmt, ap);
     va_end(ap);
+    mlg_utf8_sanitize(cc->err);
     return NULL;
 }
 
@@ -754,7 +756,7 @@ mlg_compile_ref(mlg_compile_t *cc, const json_t *v)
     const json_t  *target;
     mlg_node_t    *node;
     char          *decoded, *saved_ptr;
-    size_t         saved_len;
+    size_t         saved_len, saved_cap;
 
     if (!json_is_string(v)) {
         return mlg_compile_error(cc, "$ref must be a string");
@@ -772,6 +774,7 @@ mlg_compile_ref(mlg_compile_t *cc, const json_t *v)
     /* compile the target under its own pointer, for error messages */
     saved_ptr = cc->ptr;
     saved_len = cc->ptr_len;
+    saved_cap = cc->ptr_cap;
     cc->ptr = NULL;
     cc->ptr_len = 0;
     cc->ptr_cap = 0;
@@ -783,8 +786,7 @@ mlg_compile_ref(mlg_compile_t *cc, const json_t *v)
     free(cc->ptr);
     cc->ptr = saved_ptr;
     cc->ptr_len = saved_len;
-    cc->ptr_cap = saved_len + 1;
-    /* ptr_cap only needs to be a lower bound of the real allocation */
+    cc->ptr_cap = saved_cap;
     free(decoded);
     return node;
 }
@@ -1681,13 +1683,54 @@ mlg_utf8_trim(const char *s, size_t len)
     return cont >= need ? len : i - 1;
 }
 
+/*
+ * Replaces bytes that are not part of a well-formed UTF-8 sequence with
+ * '?': "%.64s" of a schema string may cut a character in two.
+ */
+static void
+mlg_utf8_sanitize(char *s)
+{
+    unsigned char  *p = (unsigned char *) s;
+    size_t          need, k;
+    unsigned        cp, min;
+
+    while (*p) {
+        if (*p < 0x80) {
+            p++;
+            continue;
+        }
+        if (*p >= 0xC2 && *p <= 0xDF) {
+            need = 1; cp = *p & 0x1F; min = 0x80;
+        } else if (*p >= 0xE0 && *p <= 0xEF) {
+            need = 2; cp = *p & 0x0F; min = 0x800;
+        } else if (*p >= 0xF0 && *p <= 0xF4) {
+            need = 3; cp = *p & 0x07; min = 0x10000;
+        } else {
+            *p++ = '?';
+            continue;
+        }
+        for (k = 1; k <= need; k++) {
+            if ((p[k] & 0xC0) != 0x80) {
+                break;
+            }
+            cp = (cp << 6) | (p[k] & 0x3F);
+        }
+        if (k <= need || cp < min || cp > 0x10FFFF
+            || (cp >= 0xD800 && cp <= 0xDFFF))
+        {
+            *p++ = '?';
+            continue;
+        }
+        p += need + 1;
+    }
+}
+
 /* Records one error at the current path; returns 0 (the verdict). */
 static int
 mlg_fail(mlg_validate_t *vc, const char *fmt, ...)
 {
     mlg_schema_error_t  *e;
     va_list              ap;
-    size_t               len;
 
     if (vc->probe) {
         vc->stop = 1;
@@ -1708,8 +1751,7 @@ mlg_fail(mlg_validate_t *vc, const char *fmt, ...)
     va_start(ap, fmt);
     vsnprintf(e->message, sizeof(e->message), fmt, ap);
     va_end(ap);
-    len = strlen(e->message);
-    e->message[mlg_utf8_trim(e->message, len)] = '\0';
+    mlg_utf8_sanitize(e->message);
     return 0;
 }
 

@@ -207,6 +207,11 @@ ngx_http_ml_guard_schema_errors(mlg_schema_errors_t *errs)
         item = json_pack("{s:s%,s:s}", "path", e->path, e->path_len,
                          "message", e->message);
 
+        if (item == NULL) {
+            /* not expected (both are valid UTF-8): keep the message */
+            item = json_pack("{s:s,s:s}", "path", "", "message", e->message);
+        }
+
         if (item == NULL || json_array_append_new(array, item) != 0) {
             json_decref(array);
             return NULL;

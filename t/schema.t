@@ -203,6 +203,33 @@ for my $m (@malformed) {
     $t2->stop;
 }
 
+# --- reload picks up a changed schema; a broken one keeps the old config --
+{
+    my $t3 = MLGuard::Test->new;
+    $t3->write_file('r.json', '{"maximum": 10}');
+    $t3->start_echo;
+    my %conf = (server => q{
+        location / { ml_guard on; ml_guard_auth none; ml_guard_schema %%DIR%%/r.json;
+                     proxy_pass http://%%ECHO%%; }
+    });
+    $t3->start_nginx(%conf);
+    my $post = sub { $t3->request(POST => '/', headers => \%json, body => $_[0])->{status} };
+    is $post->('5'), 200, 'before reload: 5 <= 10';
+    $t3->write_file('r.json', '{"maximum": 3}');
+    $t3->reload_nginx(%conf);
+    is $post->('5'), 422, 'after reload: the new schema applies';
+    $t3->write_file('r.json', '{"maximum": "3"}');
+    my ($ok, $out) = $t3->nginx_test(%conf);
+    ok !$ok, 'broken schema fails nginx -t';
+    my $pid = $t3->{pids}{nginx};
+    kill 'HUP', $pid;
+    ok MLGuard::Test::wait_for(sub { $t3->read_file('logs/error.log') =~ /r\.json: \/maximum: must be a number/ }, 10),
+        'a reload with a broken schema is refused with the pointer in the error log';
+    is $post->('5'), 422, 'the previous configuration keeps running';
+    is $post->('2'), 200, '  and still allows valid bodies';
+    $t3->stop;
+}
+
 # --- schema off / ml_guard off -------------------------------------------
 is post('/noschema', 'not json', 'Content-Type' => 'text/plain')->{status}, 200,
     'ml_guard_schema off: no JSON checks';

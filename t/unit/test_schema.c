@@ -287,6 +287,23 @@ test_messages(void)
         json_decref(in);
         mlg_schema_free(sc);
     }
+    /* a schema name cut at 64 bytes never leaves broken UTF-8 behind */
+    {
+        char  schema[400];
+        int   n;
+
+        n = snprintf(schema, sizeof(schema), "{\"required\": [\"x");
+        for (i = 0; i < 40; i++) {
+            n += snprintf(schema + n, sizeof(schema) - (size_t) n, "\xc3\xa9");
+        }
+        snprintf(schema + n, sizeof(schema) - (size_t) n, "\"]}");
+        ok(V(schema, "{}", &e) == 0 && e.count == 1, "long non-ASCII name invalid");
+        {
+            json_t *m = json_string(e.errors[0].message);
+            ok(m != NULL, "message is valid UTF-8: %s", e.errors[0].message);
+            json_decref(m);
+        }
+    }
     /* collecting no errors gives the same verdict */
     {
         char           err[256];
