@@ -385,22 +385,33 @@ update_events(conn_t *c)
     c->events = mask;
 }
 
+/* After a failed send/recv: 1 = retry, 0 = wait for epoll, -1 = broken. */
+static int
+io_retry(void)
+{
+    if (errno == EINTR) {
+        return 1;
+    }
+    return errno == EAGAIN || errno == EWOULDBLOCK ? 0 : -1;
+}
+
 /* Sends what is queued; returns -1 when the connection was closed. */
 static int
 flush(conn_t *c)
 {
     ssize_t  n;
+    int      k;
 
     while (c->out_off < c->out.len) {
         n = send(c->fd, c->out.data + c->out_off, c->out.len - c->out_off,
                  MSG_NOSIGNAL);
-        if (n < 0) {
-            if (errno == EINTR) {
+        if (n < 0 && (k = io_retry()) >= 0) {
+            if (k > 0) {
                 continue;
             }
-            if (errno == EAGAIN || errno == EWOULDBLOCK) {
-                break;
-            }
+            break;
+        }
+        if (n < 0) {
             conn_close(c);
             return -1;
         }
@@ -428,6 +439,7 @@ conn_read(conn_t *c)
     worker_t  *w = c->w;
     ssize_t    n;
     size_t     parsed;
+    int        k;
 
     for ( ;; ) {
         if (c->closing || c->out.len - c->out_off > OUT_HIGH_WATER) {
@@ -435,14 +447,15 @@ conn_read(conn_t *c)
         }
         n = recv(c->fd, w->readbuf, READ_CHUNK, 0);
         if (n < 0) {
-            if (errno == EINTR) {
+            k = io_retry();
+            if (k < 0) {
+                conn_close(c);
+                return;
+            }
+            if (k > 0) {
                 continue;
             }
-            if (errno == EAGAIN || errno == EWOULDBLOCK) {
-                break;
-            }
-            conn_close(c);
-            return;
+            break;
         }
         if (n == 0) {
             if (c->in_message) {
