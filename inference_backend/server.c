@@ -36,6 +36,7 @@ typedef struct {
     mlg_scratch_t             scratch;
     mlg_response_t            resp;
     char                     *readbuf;
+    int                       accept_paused;  /* out of fds: listeners off */
 } worker_t;
 
 struct conn_s {
@@ -496,6 +497,26 @@ conn_read(conn_t *c)
     flush(c);
 }
 
+/* Markers for the non-connection fds in the epoll set. */
+static char  stop_marker;
+static char  listen_markers[8];
+
+static int
+listeners_ctl(worker_t *w, int op)
+{
+    struct epoll_event  ev;
+    int                 k;
+
+    for (k = 0; k < n_listen_fds; k++) {
+        ev.events = EPOLLIN | EPOLLEXCLUSIVE;
+        ev.data.ptr = &listen_markers[k];
+        if (epoll_ctl(w->epfd, op, listen_fd_list[k], &ev) != 0) {
+            return -1;
+        }
+    }
+    return 0;
+}
+
 static void
 accept_all(worker_t *w, int lfd)
 {
@@ -510,7 +531,11 @@ accept_all(worker_t *w, int lfd)
                 continue;
             }
             if (errno == EMFILE || errno == ENFILE) {
-                mlg_log("accept: %s", strerror(errno));
+                /* level-triggered listeners would wake us in a loop: stop
+                 * accepting until the next timeout sweep */
+                mlg_log("accept: %s; pausing accepts", strerror(errno));
+                listeners_ctl(w, EPOLL_CTL_DEL);
+                w->accept_paused = 1;
             }
             return;
         }
@@ -567,10 +592,6 @@ sweep_timeouts(worker_t *w)
     }
 }
 
-/* Markers for the non-connection fds in the epoll set. */
-static char  stop_marker;
-static char  listen_markers[8];
-
 static void *
 worker_main(void *arg)
 {
@@ -618,6 +639,9 @@ worker_main(void *arg)
         }
         if (now_ms() >= next_sweep) {
             sweep_timeouts(w);
+            if (w->accept_paused && listeners_ctl(w, EPOLL_CTL_ADD) == 0) {
+                w->accept_paused = 0;
+            }
             next_sweep = now_ms() + tick;
         }
     }
@@ -671,12 +695,8 @@ mlg_server_start(const mlg_server_conf_t *conf, const int *listen_fds,
         if (epoll_ctl(w->epfd, EPOLL_CTL_ADD, stop_fd, &ev) != 0) {
             return -1;
         }
-        for (k = 0; k < n_listen; k++) {
-            ev.events = EPOLLIN | EPOLLEXCLUSIVE;
-            ev.data.ptr = &listen_markers[k];
-            if (epoll_ctl(w->epfd, EPOLL_CTL_ADD, listen_fds[k], &ev) != 0) {
-                return -1;
-            }
+        if (listeners_ctl(w, EPOLL_CTL_ADD) != 0) {
+            return -1;
         }
         if (pthread_create(&w->tid, NULL, worker_main, w) != 0) {
             return -1;
