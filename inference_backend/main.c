@@ -410,6 +410,15 @@ main(int argc, char **argv)
     }
 
     signal(SIGPIPE, SIG_IGN);
+    /*
+     * The signals are taken synchronously by this thread (sigwaitinfo), and
+     * blocked from the start: one arriving while models load waits its turn.
+     */
+    sigemptyset(&set);
+    sigaddset(&set, SIGTERM);
+    sigaddset(&set, SIGINT);
+    sigaddset(&set, SIGHUP);
+    pthread_sigmask(SIG_BLOCK, &set, NULL);
 
     reg = load_registry(NULL, &failures);
     if (reg == NULL) {
@@ -436,13 +445,6 @@ main(int argc, char **argv)
             goto unlink_sockets;
         }
     }
-
-    /* the signals are taken synchronously by this thread only */
-    sigemptyset(&set);
-    sigaddset(&set, SIGTERM);
-    sigaddset(&set, SIGINT);
-    sigaddset(&set, SIGHUP);
-    pthread_sigmask(SIG_BLOCK, &set, NULL);
 
     if (mlg_server_start(&conf, listen_fds, n_listen) != 0) {
         mlg_log("cannot start worker threads: %s", strerror(errno));

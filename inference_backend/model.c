@@ -157,7 +157,6 @@ mlg_model_free(mlg_model_t *m)
         free(m->labels);
     }
     free(m->roots);
-    free(m->depth);
     free(m->nodes);
     free(m->leaf_index);
     free(m->values);
@@ -344,12 +343,11 @@ mlg_model_parse(const unsigned char *buf, size_t len, int flags, char *err)
 
     nv = (uint64_t) m->n_leaves * m->n_outputs;
     m->roots = malloc(sizeof(uint32_t) * m->n_trees);
-    m->depth = calloc(m->n_trees, sizeof(uint32_t));
     m->nodes = malloc(sizeof(mlg_node_t) * m->n_nodes);
     m->leaf_index = malloc(sizeof(int32_t) * m->n_nodes);
     node_depth = calloc(m->n_nodes, sizeof(uint32_t));
     m->values = malloc(sizeof(double) * nv);
-    if (m->roots == NULL || m->depth == NULL || m->nodes == NULL
+    if (m->roots == NULL || m->nodes == NULL
         || m->leaf_index == NULL || node_depth == NULL || m->values == NULL)
     {
         set_err(err, "out of memory");
@@ -392,9 +390,6 @@ mlg_model_parse(const unsigned char *buf, size_t len, int flags, char *err)
                 m->nodes[base + i].child[0] = (int32_t) (base + i);
                 m->nodes[base + i].child[1] = (int32_t) (base + i);
                 m->leaf_index[base + i] = (int32_t) (leaf_base + leaves);
-                if (node_depth[base + i] > m->depth[t]) {
-                    m->depth[t] = node_depth[base + i];
-                }
                 leaves++;
                 continue;
             }
@@ -419,7 +414,8 @@ mlg_model_parse(const unsigned char *buf, size_t len, int flags, char *err)
             m->nodes[base + i].child[0] = (int32_t) (base + (uint32_t) left);
             m->nodes[base + i].child[1] = (int32_t) (base + (uint32_t) right);
             m->leaf_index[base + i] = -1;
-            /* a tree: every node but the root has exactly one parent */
+            /* a tree: every node but the root has exactly one parent
+             * (node_depth stays 0 until a parent is seen) */
             if (node_depth[base + (uint32_t) left] != 0
                 || node_depth[base + (uint32_t) right] != 0 || left == right)
             {

@@ -40,7 +40,6 @@ typedef struct {
     int          numeric_labels;
     char       **labels;         /* n_outputs NUL-terminated class labels */
     uint32_t    *roots;          /* n_trees */
-    uint32_t    *depth;          /* n_trees: edges on the longest path */
     mlg_node_t  *nodes;          /* n_nodes */
     int32_t     *leaf_index;     /* n_nodes: leaf number, -1 for splits */
     double      *values;         /* n_leaves * n_outputs */

@@ -72,15 +72,25 @@ unknown_model(mlg_response_t *resp, const char *name, size_t len)
               name);
 }
 
-/* Checks the feature count and evaluates; 0 or -1 with resp set. */
+typedef int (*parse_fn)(mlg_request_t *rq, const char *body, size_t len);
+
+/*
+ * Parses the body, checks the feature count and evaluates into sc->out.
+ * 0 (status 200) or -1 with the error response set.
+ */
 static int
-run(const mlg_served_model_t *sm, mlg_scratch_t *sc, mlg_response_t *resp,
+parse_and_run(const mlg_served_model_t *sm, mlg_scratch_t *sc,
+    mlg_response_t *resp, parse_fn parse, const char *body, size_t len,
     const char *field)
 {
     const mlg_model_t  *m = sm->model;
     size_t              need;
     double             *out;
 
+    if (parse(&sc->rq, body, len) != 0) {
+        mlg_error(resp, 400, "%s", sc->rq.err);
+        return -1;
+    }
     if (sc->rq.cols != m->n_features) {
         mlg_error(resp, 400, "wrong feature count: %s rows have %zu values, "
                   "model \"%s\" expects %u", field, sc->rq.cols, sm->name,
@@ -98,6 +108,7 @@ run(const mlg_served_model_t *sm, mlg_scratch_t *sc, mlg_response_t *resp,
         sc->out_cap = need;
     }
     mlg_model_predict(m, sc->rq.x, sc->rq.rows, sc->out);
+    resp->status = 200;
     return 0;
 }
 
@@ -189,14 +200,9 @@ predict_simple(const mlg_registry_t *reg, mlg_scratch_t *sc, const char *query,
     const mlg_served_model_t  *sm = reg->models[0];
     mlg_buf_t                 *b = &resp->body;
 
-    if (mlg_parse_simple(&sc->rq, body, len) != 0) {
-        mlg_error(resp, 400, "%s", sc->rq.err);
+    if (parse_and_run(sm, sc, resp, mlg_parse_simple, body, len, "input") != 0) {
         return;
     }
-    if (run(sm, sc, resp, "input") != 0) {
-        return;
-    }
-    resp->status = 200;
     mlg_buf_adds(b, "{\"prediction\":");
     emit_labels(b, sm->model, sc->out, sc->rq.rows);
     if (sm->model->kind == MLG_KIND_CLASSIFIER
@@ -214,14 +220,9 @@ predict_v1(const mlg_served_model_t *sm, mlg_scratch_t *sc, const char *body,
 {
     mlg_buf_t  *b = &resp->body;
 
-    if (mlg_parse_v1(&sc->rq, body, len) != 0) {
-        mlg_error(resp, 400, "%s", sc->rq.err);
+    if (parse_and_run(sm, sc, resp, mlg_parse_v1, body, len, "instances") != 0) {
         return;
     }
-    if (run(sm, sc, resp, "instances") != 0) {
-        return;
-    }
-    resp->status = 200;
     mlg_buf_adds(b, "{\"predictions\":");
     emit_labels(b, sm->model, sc->out, sc->rq.rows);
     mlg_buf_addc(b, '}');
@@ -261,14 +262,9 @@ predict_v2(const mlg_served_model_t *sm, mlg_scratch_t *sc, const char *body,
     const char         *dt;
     int                 first = 1;
 
-    if (mlg_parse_v2(&sc->rq, body, len) != 0) {
-        mlg_error(resp, 400, "%s", sc->rq.err);
+    if (parse_and_run(sm, sc, resp, mlg_parse_v2, body, len, "inputs[0]") != 0) {
         return;
     }
-    if (run(sm, sc, resp, "inputs[0]") != 0) {
-        return;
-    }
-    resp->status = 200;
     mlg_buf_adds(b, "{\"model_name\":");
     mlg_json_str(b, sm->name, strlen(sm->name));
     mlg_buf_adds(b, ",\"model_version\":\"1\"");

@@ -57,77 +57,99 @@ static const double  pow10_exact[] = {
     1e12, 1e13, 1e14, 1e15, 1e16, 1e17, 1e18, 1e19, 1e20, 1e21, 1e22
 };
 
+/* A decimal number as mantissa * 10^exp10, when it has <= 19 digits. */
+typedef struct {
+    uint64_t  mant;
+    int       digits;      /* significant digits in mant */
+    int       exp10;
+    int       neg;
+    int       ok;          /* 0: too many digits or not a plain number */
+} decimal_t;
+
+static void
+scan_decimal(const char *p, const char *end, decimal_t *dc)
+{
+    int  e = 0, eneg = 0, frac = 0;
+
+    memset(dc, 0, sizeof(*dc));
+    if (p < end && *p == '-') {
+        dc->neg = 1;
+        p++;
+    }
+    for (; p < end && ((*p >= '0' && *p <= '9') || (*p == '.' && !frac)); p++) {
+        if (*p == '.') {
+            frac = 1;
+            continue;
+        }
+        if (dc->digits >= 19) {
+            return;
+        }
+        dc->mant = dc->mant * 10 + (uint64_t) (*p - '0');
+        dc->digits += dc->mant != 0;
+        dc->exp10 -= frac;
+    }
+    if (p < end && (*p == 'e' || *p == 'E')) {
+        p++;
+        if (p < end && (*p == '+' || *p == '-')) {
+            eneg = *p++ == '-';
+        }
+        for (; p < end && *p >= '0' && *p <= '9'; p++) {
+            if (e > 10000) {
+                return;
+            }
+            e = e * 10 + (*p - '0');
+        }
+        dc->exp10 += eneg ? -e : e;
+    }
+    dc->ok = p == end;
+}
+
+/* strtod of exactly n bytes */
+static double
+strtod_n(const char *s, size_t n)
+{
+    char    tmp[64], *copy = tmp;
+    double  d;
+
+    if (n >= sizeof(tmp) && (copy = malloc(n + 1)) == NULL) {
+        return NAN;
+    }
+    memcpy(copy, s, n);
+    copy[n] = '\0';
+    d = strtod(copy, NULL);
+    if (copy != tmp) {
+        free(copy);
+    }
+    return d;
+}
+
 /*
  * Clinger's fast path: with at most 15 significant digits the mantissa and
  * 10^k (k <= 22) are exact doubles, so one multiplication or division gives
- * the correctly rounded result.  Anything else goes to strtod.
+ * the correctly rounded result.  Returns 0 when it does not apply.
  */
-double
-mlg_parse_double(const char *s, const char **end)
+static int
+clinger(const decimal_t *dc, double *out)
 {
-    const char  *p = s;
-    uint64_t     mant = 0;
-    int          digits = 0, exp10 = 0, neg = 0, eneg = 0, e = 0;
-    double       d;
-    char        *e_end;
+    double  d;
 
-    if (*p == '-') {
-        neg = 1;
-        p++;
+    if (!dc->ok || dc->digits > 15 || dc->exp10 < -22 || dc->exp10 > 22) {
+        return 0;
     }
-    while (*p >= '0' && *p <= '9') {
-        if (digits < 19) {
-            mant = mant * 10 + (uint64_t) (*p - '0');
-            if (mant != 0) {
-                digits++;
-            }
-        } else {
-            goto slow;
-        }
-        p++;
-    }
-    if (*p == '.') {
-        p++;
-        while (*p >= '0' && *p <= '9') {
-            if (digits < 19) {
-                mant = mant * 10 + (uint64_t) (*p - '0');
-                if (mant != 0) {
-                    digits++;
-                }
-                exp10--;
-            } else {
-                goto slow;
-            }
-            p++;
-        }
-    }
-    if (*p == 'e' || *p == 'E') {
-        p++;
-        if (*p == '+' || *p == '-') {
-            eneg = *p == '-';
-            p++;
-        }
-        while (*p >= '0' && *p <= '9') {
-            if (e > 10000) {
-                goto slow;
-            }
-            e = e * 10 + (*p - '0');
-            p++;
-        }
-        exp10 += eneg ? -e : e;
-    }
-    if (digits > 15 || exp10 < -22 || exp10 > 22) {
-        goto slow;
-    }
-    d = (double) mant;
-    d = exp10 < 0 ? d / pow10_exact[-exp10] : d * pow10_exact[exp10];
-    *end = p;
-    return neg ? -d : d;
+    d = (double) dc->mant;
+    d = dc->exp10 < 0 ? d / pow10_exact[-dc->exp10] : d * pow10_exact[dc->exp10];
+    *out = dc->neg ? -d : d;
+    return 1;
+}
 
-slow:
-    d = strtod(s, &e_end);
-    *end = e_end;
-    return d;
+double
+mlg_parse_double(const char *s, size_t n)
+{
+    decimal_t  dc;
+    double     d;
+
+    scan_decimal(s, s + n, &dc);
+    return clinger(&dc, &d) ? d : strtod_n(s, n);
 }
 
 /*
@@ -147,93 +169,31 @@ static const long double  pow10_ld[] = {
 float
 mlg_parse_float32(const char *s, size_t n)
 {
-    const char   *p = s, *end = s + n;
-    uint64_t      mant = 0;
-    int           digits = 0, exp10 = 0, neg = 0, eneg = 0, e = 0;
+    decimal_t     dc;
+    double        d;
     long double   v, lo_mid, hi_mid, tol;
     float         f;
-    char          tmp[64];
 
-    if (p < end && *p == '-') {
-        neg = 1;
-        p++;
+    scan_decimal(s, s + n, &dc);
+    if (clinger(&dc, &d)) {
+        return (float) d;
     }
-    for (; p < end && *p >= '0' && *p <= '9'; p++) {
-        if (digits >= 19) {
-            goto slow;
-        }
-        mant = mant * 10 + (uint64_t) (*p - '0');
-        digits += mant != 0;
+    if (!dc.ok || dc.exp10 < -27 || dc.exp10 > 27) {
+        return (float) strtod_n(s, n);
     }
-    if (p < end && *p == '.') {
-        for (p++; p < end && *p >= '0' && *p <= '9'; p++) {
-            if (digits >= 19) {
-                goto slow;
-            }
-            mant = mant * 10 + (uint64_t) (*p - '0');
-            digits += mant != 0;
-            exp10--;
-        }
-    }
-    if (p < end && (*p == 'e' || *p == 'E')) {
-        p++;
-        if (p < end && (*p == '+' || *p == '-')) {
-            eneg = *p++ == '-';
-        }
-        for (; p < end && *p >= '0' && *p <= '9'; p++) {
-            if (e > 10000) {
-                goto slow;
-            }
-            e = e * 10 + (*p - '0');
-        }
-        exp10 += eneg ? -e : e;
-    }
-    if (p != end) {
-        goto slow;
-    }
-    if (mant == 0) {
-        return neg ? -0.0f : 0.0f;
-    }
-    if (digits <= 15 && exp10 >= -22 && exp10 <= 22) {
-        double  d = (double) mant;           /* exact: Clinger's fast path */
-
-        d = exp10 < 0 ? d / pow10_exact[-exp10] : d * pow10_exact[exp10];
-        f = (float) d;
-        return neg ? -f : f;
-    }
-    if (exp10 < -27 || exp10 > 27) {
-        goto slow;
-    }
-    v = (long double) mant;
-    v = exp10 < 0 ? v / pow10_ld[-exp10] : v * pow10_ld[exp10];
+    v = (long double) dc.mant;
+    v = dc.exp10 < 0 ? v / pow10_ld[-dc.exp10] : v * pow10_ld[dc.exp10];
     f = (float) v;
     if (!(f >= 1.17549435e-38f && f < 3.40282347e38f)) {
-        goto slow;                            /* subnormal, zero or overflow */
+        return (float) strtod_n(s, n);        /* subnormal, zero or overflow */
     }
     lo_mid = ((long double) f + (long double) nextafterf(f, 0.0f)) / 2;
     hi_mid = ((long double) f + (long double) nextafterf(f, INFINITY)) / 2;
     tol = v * 0x1p-50L;
     if (v - lo_mid > tol && hi_mid - v > tol) {
-        return neg ? -f : f;
+        return dc.neg ? -f : f;
     }
-
-slow:
-    if (n >= sizeof(tmp)) {
-        char  *copy = malloc(n + 1);
-        double d;
-
-        if (copy == NULL) {
-            return NAN;
-        }
-        memcpy(copy, s, n);
-        copy[n] = '\0';
-        d = strtod(copy, NULL);
-        free(copy);
-        return (float) d;
-    }
-    memcpy(tmp, s, n);
-    tmp[n] = '\0';
-    return (float) strtod(tmp, NULL);
+    return (float) strtod_n(s, n);
 }
 
 /* Validates JSON number syntax at s->p; returns its length or 0. */
@@ -358,65 +318,122 @@ literal(scan_t *s, const char *word)
     return 0;
 }
 
+/*
+ * Walkers: at '[' (or '{'), call fn for each element (member), which must
+ * consume it.  Return the element count (0 on success for objects) or -1.
+ */
+typedef int (*elem_fn)(scan_t *s, size_t i, void *ctx);
+typedef int (*member_fn)(scan_t *s, const char *key, void *ctx);
+
+static int skip_value(scan_t *s, int depth);
+
+static long
+array(scan_t *s, elem_fn fn, void *ctx)
+{
+    size_t  i = 0;
+    int     c;
+
+    s->p++;
+    if (peek(s) == ']') {
+        s->p++;
+        return 0;
+    }
+    for ( ;; ) {
+        if (fn(s, i++, ctx) != 0) {
+            return -1;
+        }
+        c = peek(s);
+        if (c == ']') {
+            s->p++;
+            return (long) i;
+        }
+        if (c != ',') {
+            return malformed(s, "expected ',' or ']'");
+        }
+        s->p++;
+    }
+}
+
+/* An array where one must be: fails with "<what> must be an array..." */
+static long
+array_of(scan_t *s, elem_fn fn, void *ctx, const char *must)
+{
+    if (peek(s) != '[') {
+        return fail(s, "%s", must);
+    }
+    return array(s, fn, ctx);
+}
+
+/* fn returns 0 when it consumed the value, 1 to have it skipped, -1 */
+static int
+object(scan_t *s, member_fn fn, void *ctx, int depth)
+{
+    char  key[64];
+    int   c, rc;
+
+    if (peek(s) != '{') {
+        return s->p >= s->end ? malformed(s, "empty body")
+                              : fail(s, "request body must be a JSON object");
+    }
+    s->p++;
+    if (peek(s) == '}') {
+        s->p++;
+        return 0;
+    }
+    for ( ;; ) {
+        ws(s);
+        if (read_string(s, key, sizeof(key)) != 0) {
+            return -1;
+        }
+        if (peek(s) != ':') {
+            return malformed(s, "expected ':'");
+        }
+        s->p++;
+        rc = fn(s, key, ctx);
+        if (rc < 0 || (rc > 0 && skip_value(s, depth + 1) != 0)) {
+            return -1;
+        }
+        c = peek(s);
+        if (c == '}') {
+            s->p++;
+            return 0;
+        }
+        if (c != ',') {
+            return malformed(s, "expected ',' or '}'");
+        }
+        s->p++;
+    }
+}
+
+static int
+skip_member(scan_t *s, const char *key, void *ctx)
+{
+    (void) s;
+    (void) key;
+    (void) ctx;
+    return 1;
+}
+
+static int
+skip_elem(scan_t *s, size_t i, void *ctx)
+{
+    (void) i;
+    return skip_value(s, *(int *) ctx + 1);
+}
+
 static int
 skip_value(scan_t *s, int depth)
 {
-    int     c;
     size_t  n;
 
     if (depth > MLG_JSON_MAX_DEPTH) {
         return fail(s, "JSON nested deeper than %d levels", MLG_JSON_MAX_DEPTH);
     }
-    c = peek(s);
-    switch (c) {
+    switch (peek(s)) {
     case '{':
-        s->p++;
-        if (peek(s) == '}') {
-            s->p++;
-            return 0;
-        }
-        for ( ;; ) {
-            ws(s);
-            if (skip_string(s) != 0) {
-                return -1;
-            }
-            if (peek(s) != ':') {
-                return malformed(s, "expected ':'");
-            }
-            s->p++;
-            if (skip_value(s, depth + 1) != 0) {
-                return -1;
-            }
-            c = peek(s);
-            s->p++;
-            if (c == '}') {
-                return 0;
-            }
-            if (c != ',') {
-                s->p--;
-                return malformed(s, "expected ',' or '}'");
-            }
-        }
+        return object(s, skip_member, NULL, depth);
     case '[':
-        s->p++;
-        if (peek(s) == ']') {
-            s->p++;
-            return 0;
-        }
-        for ( ;; ) {
-            if (skip_value(s, depth + 1) != 0) {
-                return -1;
-            }
-            c = peek(s);
-            s->p++;
-            if (c == ']') {
-                return 0;
-            }
-            if (c != ',') {
-                s->p--;
-                return malformed(s, "expected ',' or ']'");
-            }
-        }
+        return array(s, skip_elem, &depth) < 0 ? -1 : 0;
     case '"':
         return skip_string(s);
     case 't':
@@ -526,42 +543,60 @@ number(scan_t *s, size_t at, const where_t *wh)
     return 0;
 }
 
-/*
- * A row [n, n, ...] appended at x[at...].  Returns the number of values or
- * -1.  name/row are for error messages ("input[3][1]").
- */
+/* A row [n, n, ...] stored at x[at...]. */
+typedef struct {
+    size_t   at;
+    where_t  wh;
+} row_t;
+
+static int
+row_elem(scan_t *s, size_t i, void *ctx)
+{
+    row_t  *rw = ctx;
+
+    rw->wh.col = i;
+    return number(s, rw->at + i, &rw->wh);
+}
+
+/* Returns the number of values, or -1.  r >= 0 names the row in errors. */
 static long
 row(scan_t *s, size_t at, const char *name, long r)
 {
-    where_t  wh = { name, r, 0 };
-    size_t   n = 0;
-    int     c;
+    row_t  rw = { at, { name, r, 0 } };
+
+    return array(s, row_elem, &rw);
+}
+
+typedef struct {
+    const char  *name;
+} matrix_t;
+
+static int
+matrix_row(scan_t *s, size_t i, void *ctx)
+{
+    mlg_request_t  *rq = s->rq;
+    const char     *name = ((matrix_t *) ctx)->name;
+    long            n;
 
     if (peek(s) != '[') {
+        return fail(s, "%s[%zu] is not an array (mix of rows and values)",
+                    name, i);
+    }
+    n = row(s, rq->rows * rq->cols, name, (long) i);
+    if (n < 0) {
         return -1;
     }
-    s->p++;
-    if (peek(s) == ']') {
-        s->p++;
-        return 0;
+    if (n == 0) {
+        return fail(s, "%s[%zu] is an empty row", name, i);
     }
-    for ( ;; ) {
-        wh.col = n;
-        if (number(s, at + n, &wh) != 0) {
-            return -2;
-        }
-        n++;
-        c = peek(s);
-        s->p++;
-        if (c == ']') {
-            return (long) n;
-        }
-        if (c != ',') {
-            s->p--;
-            malformed(s, "expected ',' or ']' in a row");
-            return -2;
-        }
+    if (i == 0) {
+        rq->cols = (size_t) n;
+    } else if ((size_t) n != rq->cols) {
+        return fail(s, "ragged batch: %s[%zu] has %ld values but %s[0] has %zu",
+                    name, i, n, name, rq->cols);
     }
+    rq->rows++;
+    return 0;
 }
 
 /*
@@ -572,6 +607,8 @@ static int
 matrix(scan_t *s, const char *name, int flat_ok)
 {
     mlg_request_t  *rq = s->rq;
+    matrix_t        mt = { name };
+    const char     *open;
     long            n;
     int             c;
 
@@ -580,8 +617,9 @@ matrix(scan_t *s, const char *name, int flat_ok)
         return fail(s, "\"%s\" must be an array of %s", name,
                     flat_ok ? "numbers or of rows" : "rows");
     }
-    s->p++;
+    open = s->p++;
     c = peek(s);
+    s->p = open;
     if (c == ']') {
         return fail(s, "\"%s\" is empty", name);
     }
@@ -590,7 +628,6 @@ matrix(scan_t *s, const char *name, int flat_ok)
             return fail(s, "%s[0] is not an array: \"%s\" must be a list of rows",
                         name, name);
         }
-        s->p--;
         n = row(s, 0, name, -1);
         if (n < 0) {
             return -1;
@@ -599,35 +636,7 @@ matrix(scan_t *s, const char *name, int flat_ok)
         rq->cols = (size_t) n;
         return 0;
     }
-    for ( ;; ) {
-        if (peek(s) != '[') {
-            return fail(s, "%s[%zu] is not an array (mix of rows and values)",
-                        name, rq->rows);
-        }
-        n = row(s, rq->rows * rq->cols, name, (long) rq->rows);
-        if (n < 0) {
-            return -1;
-        }
-        if (n == 0) {
-            return fail(s, "%s[%zu] is an empty row", name, rq->rows);
-        }
-        if (rq->rows == 0) {
-            rq->cols = (size_t) n;
-        } else if ((size_t) n != rq->cols) {
-            return fail(s, "ragged batch: %s[%zu] has %ld values but %s[0] has %zu",
-                        name, rq->rows, n, name, rq->cols);
-        }
-        rq->rows++;
-        c = peek(s);
-        s->p++;
-        if (c == ']') {
-            return 0;
-        }
-        if (c != ',') {
-            s->p--;
-            return malformed(s, "expected ',' or ']' between rows");
-        }
-    }
+    return array(s, matrix_row, &mt) < 0 ? -1 : 0;
 }
 
 static void
@@ -641,55 +650,6 @@ scan_init(scan_t *s, mlg_request_t *rq, const char *body, size_t len)
     rq->want_label = 1;
     rq->has_id = 0;
     rq->err[0] = '\0';
-}
-
-/*
- * Walks a top-level object; for each member calls fn (which consumes the
- * value, or returns 1 to have it skipped).
- */
-typedef int (*member_fn)(scan_t *s, const char *key, void *ctx);
-
-static int
-object(scan_t *s, member_fn fn, void *ctx, int depth)
-{
-    char  key[64];
-    int   c, rc;
-
-    if (peek(s) != '{') {
-        return s->p >= s->end ? malformed(s, "empty body")
-                              : fail(s, "request body must be a JSON object");
-    }
-    s->p++;
-    if (peek(s) == '}') {
-        s->p++;
-        return 0;
-    }
-    for ( ;; ) {
-        ws(s);
-        if (read_string(s, key, sizeof(key)) != 0) {
-            return -1;
-        }
-        if (peek(s) != ':') {
-            return malformed(s, "expected ':'");
-        }
-        s->p++;
-        rc = fn(s, key, ctx);
-        if (rc < 0) {
-            return -1;
-        }
-        if (rc > 0 && skip_value(s, depth + 1) != 0) {
-            return -1;
-        }
-        c = peek(s);
-        s->p++;
-        if (c == '}') {
-            return 0;
-        }
-        if (c != ',') {
-            s->p--;
-            return malformed(s, "expected ',' or '}'");
-        }
-    }
 }
 
 static int
@@ -727,124 +687,94 @@ matrix_member(scan_t *s, const char *key, void *ctx)
     return matrix(s, mm->name, mm->flat_ok);
 }
 
+static int
+parse_matrix_body(mlg_request_t *rq, const char *body, size_t len,
+    matrix_member_t *mm)
+{
+    scan_t  s;
+
+    scan_init(&s, rq, body, len);
+    if (object(&s, matrix_member, mm, 0) != 0) {
+        return -1;
+    }
+    return finish(&s, mm->found, mm->name);
+}
+
 int
 mlg_parse_simple(mlg_request_t *rq, const char *body, size_t len)
 {
-    scan_t           s;
     matrix_member_t  mm = { "input", NULL, 1, 0 };
 
-    scan_init(&s, rq, body, len);
-    if (object(&s, matrix_member, &mm, 0) != 0) {
-        return -1;
-    }
-    return finish(&s, mm.found, "input");
+    return parse_matrix_body(rq, body, len, &mm);
 }
 
 int
 mlg_parse_v1(mlg_request_t *rq, const char *body, size_t len)
 {
-    scan_t           s;
     matrix_member_t  mm = { "instances", "inputs", 0, 0 };
 
-    scan_init(&s, rq, body, len);
-    if (object(&s, matrix_member, &mm, 0) != 0) {
-        return -1;
-    }
-    return finish(&s, mm.found, "instances");
+    return parse_matrix_body(rq, body, len, &mm);
 }
 
 /* ---- Open Inference Protocol V2 ---- */
 
 typedef struct {
-    int     n_inputs;
-    int     has_shape, has_data, has_datatype;
-    long    shape[2];
-    int     rank;
-    size_t  values;
-    char    datatype[16];
+    int      n_inputs;
+    int      has_shape, has_data, has_datatype;
+    int      depth;
+    long     shape[2];
+    int      rank;
+    size_t   values;
+    where_t  wh;
+    char     datatype[16];
 } v2_t;
 
 /* Flattens any nesting of numbers into x (OIP allows flat or nested data). */
 static int
-v2_data(scan_t *s, v2_t *v, int depth)
+v2_data(scan_t *s, size_t i, void *ctx)
 {
-    where_t  wh = { "inputs[0].data", -1, 0 };
-    int   c;
+    v2_t  *v = ctx;
+    long   n;
 
-    if (depth > 8) {
-        return fail(s, "inputs[0].data nested too deeply");
-    }
+    (void) i;
     if (peek(s) != '[') {
-        wh.col = v->values;
-        if (number(s, v->values, &wh) != 0) {
+        v->wh.col = v->values;
+        if (number(s, v->values, &v->wh) != 0) {
             return -1;
         }
         v->values++;
         return 0;
     }
-    s->p++;
-    if (peek(s) == ']') {
-        s->p++;
-        return 0;
+    if (++v->depth > 8) {
+        return fail(s, "inputs[0].data nested too deeply");
     }
-    for ( ;; ) {
-        if (v2_data(s, v, depth + 1) != 0) {
-            return -1;
-        }
-        c = peek(s);
-        s->p++;
-        if (c == ']') {
-            return 0;
-        }
-        if (c != ',') {
-            s->p--;
-            return malformed(s, "expected ',' or ']' in data");
-        }
-    }
+    n = array(s, v2_data, v);
+    v->depth--;
+    return n < 0 ? -1 : 0;
 }
 
 static int
-v2_shape(scan_t *s, v2_t *v)
+v2_dim(scan_t *s, size_t i, void *ctx)
 {
-    const char  *endp;
+    v2_t        *v = ctx;
     double       d;
     size_t       n;
-    int          c;
 
-    if (peek(s) != '[') {
+    peek(s);
+    n = number_len(s->p, s->end);
+    if (n == 0) {
         return fail(s, "inputs[0].shape must be an array of integers");
     }
-    s->p++;
-    v->rank = 0;
-    if (peek(s) == ']') {
-        s->p++;
-        return fail(s, "inputs[0].shape is empty");
+    d = mlg_parse_double(s->p, n);
+    s->p += n;
+    if (d < 0 || d > 1e9 || d != floor(d)) {
+        return fail(s, "inputs[0].shape holds a bad dimension");
     }
-    for ( ;; ) {
-        peek(s);
-        n = number_len(s->p, s->end);
-        if (n == 0) {
-            return fail(s, "inputs[0].shape must be an array of integers");
-        }
-        d = mlg_parse_double(s->p, &endp);
-        s->p += n;
-        if (d < 0 || d > 1e9 || d != floor(d)) {
-            return fail(s, "inputs[0].shape holds a bad dimension");
-        }
-        if (v->rank < 2) {
-            v->shape[v->rank] = (long) d;
-        }
-        v->rank++;
-        c = peek(s);
-        s->p++;
-        if (c == ']') {
-            return 0;
-        }
-        if (c != ',') {
-            s->p--;
-            return malformed(s, "expected ',' or ']' in shape");
-        }
+    if (i < 2) {
+        v->shape[i] = (long) d;
     }
+    v->rank++;
+    return 0;
 }
 
 static int
@@ -860,11 +790,17 @@ v2_tensor_member(scan_t *s, const char *key, void *ctx)
         if (peek(s) != '[') {
             return fail(s, "inputs[0].data must be an array");
         }
-        return v2_data(s, v, 0);
+        return v2_data(s, 0, v);
     }
     if (strcmp(key, "shape") == 0) {
         v->has_shape = 1;
-        return v2_shape(s, v);
+        v->rank = 0;
+        if (array_of(s, v2_dim, v, "inputs[0].shape must be an array of "
+                     "integers") < 0)
+        {
+            return -1;
+        }
+        return v->rank == 0 ? fail(s, "inputs[0].shape is empty") : 0;
     }
     if (strcmp(key, "datatype") == 0) {
         if (peek(s) != '"') {
@@ -877,38 +813,21 @@ v2_tensor_member(scan_t *s, const char *key, void *ctx)
 }
 
 static int
-v2_inputs(scan_t *s, v2_t *v)
+v2_input(scan_t *s, size_t i, void *ctx)
 {
-    int  c;
+    v2_t  *v = ctx;
 
-    if (peek(s) != '[') {
-        return fail(s, "\"inputs\" must be an array of tensors");
+    if (i > 0) {
+        return fail(s, "\"inputs\" must hold exactly one tensor");
     }
-    s->p++;
-    if (peek(s) == ']') {
-        return fail(s, "\"inputs\" is empty");
+    if (peek(s) != '{') {
+        return fail(s, "inputs[0] must be an object");
     }
-    for ( ;; ) {
-        if (v->n_inputs > 0) {
-            return fail(s, "\"inputs\" must hold exactly one tensor");
-        }
-        if (peek(s) != '{') {
-            return fail(s, "inputs[0] must be an object");
-        }
-        if (object(s, v2_tensor_member, v, 2) != 0) {
-            return -1;
-        }
-        v->n_inputs++;
-        c = peek(s);
-        s->p++;
-        if (c == ']') {
-            return 0;
-        }
-        if (c != ',') {
-            s->p--;
-            return malformed(s, "expected ',' or ']'");
-        }
+    if (object(s, v2_tensor_member, v, 2) != 0) {
+        return -1;
     }
+    v->n_inputs++;
+    return 0;
 }
 
 static int
@@ -938,40 +857,13 @@ v2_output_member(scan_t *s, const char *key, void *ctx)
 }
 
 static int
-v2_outputs(scan_t *s)
+v2_output(scan_t *s, size_t i, void *ctx)
 {
-    int  c;
-
-    if (peek(s) != '[') {
-        return fail(s, "\"outputs\" must be an array");
+    (void) i;
+    if (peek(s) != '{') {
+        return fail(s, "outputs[] entries must be objects");
     }
-    s->p++;
-    s->rq->want_label = 0;
-    if (peek(s) == ']') {
-        s->p++;
-        s->rq->want_label = 1;
-        return 0;
-    }
-    for ( ;; ) {
-        if (peek(s) != '{') {
-            return fail(s, "outputs[] entries must be objects");
-        }
-        if (object(s, v2_output_member, NULL, 2) != 0) {
-            return -1;
-        }
-        c = peek(s);
-        s->p++;
-        if (c == ']') {
-            if (!s->rq->want_label && !s->rq->want_proba) {
-                s->rq->want_label = 1;
-            }
-            return 0;
-        }
-        if (c != ',') {
-            s->p--;
-            return malformed(s, "expected ',' or ']'");
-        }
-    }
+    return object(s, v2_output_member, ctx, 2);
 }
 
 static int
@@ -983,10 +875,22 @@ v2_member(scan_t *s, const char *key, void *ctx)
         if (v->n_inputs > 0) {
             return fail(s, "duplicate \"inputs\"");
         }
-        return v2_inputs(s, v);
+        if (array_of(s, v2_input, v, "\"inputs\" must be an array of tensors")
+            < 0)
+        {
+            return -1;
+        }
+        return v->n_inputs == 0 ? fail(s, "\"inputs\" is empty") : 0;
     }
     if (strcmp(key, "outputs") == 0) {
-        return v2_outputs(s);
+        s->rq->want_label = 0;
+        if (array_of(s, v2_output, NULL, "\"outputs\" must be an array") < 0) {
+            return -1;
+        }
+        if (!s->rq->want_label && !s->rq->want_proba) {
+            s->rq->want_label = 1;      /* "outputs": [] means the default */
+        }
+        return 0;
     }
     if (strcmp(key, "id") == 0 && peek(s) == '"') {
         s->rq->has_id = 1;
@@ -1003,6 +907,8 @@ mlg_parse_v2(mlg_request_t *rq, const char *body, size_t len)
     size_t  total;
 
     memset(&v, 0, sizeof(v));
+    v.wh.name = "inputs[0].data";
+    v.wh.row = -1;
     scan_init(&s, rq, body, len);
     if (object(&s, v2_member, &v, 0) != 0) {
         return -1;

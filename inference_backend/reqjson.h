@@ -28,8 +28,8 @@ int mlg_parse_simple(mlg_request_t *rq, const char *body, size_t len);
 int mlg_parse_v1(mlg_request_t *rq, const char *body, size_t len);
 int mlg_parse_v2(mlg_request_t *rq, const char *body, size_t len);
 
-/* Fast exact decimal -> double (falls back to strtod).  Exposed for tests. */
-double mlg_parse_double(const char *s, const char **end);
+/* strtod of the n-byte JSON number at s, with a fast exact path. */
+double mlg_parse_double(const char *s, size_t n);
 
 /* (float) strtod(s) of the n-byte JSON number at s, faster. */
 float mlg_parse_float32(const char *s, size_t n);

@@ -36,6 +36,7 @@ typedef struct {
     mlg_scratch_t             scratch;
     mlg_response_t            resp;
     char                     *readbuf;
+    int                       accept_paused;  /* out of fds: listeners off */
 } worker_t;
 
 struct conn_s {
@@ -385,22 +386,33 @@ update_events(conn_t *c)
     c->events = mask;
 }
 
+/* After a failed send/recv: 1 = retry, 0 = wait for epoll, -1 = broken. */
+static int
+io_retry(void)
+{
+    if (errno == EINTR) {
+        return 1;
+    }
+    return errno == EAGAIN || errno == EWOULDBLOCK ? 0 : -1;
+}
+
 /* Sends what is queued; returns -1 when the connection was closed. */
 static int
 flush(conn_t *c)
 {
     ssize_t  n;
+    int      k;
 
     while (c->out_off < c->out.len) {
         n = send(c->fd, c->out.data + c->out_off, c->out.len - c->out_off,
                  MSG_NOSIGNAL);
-        if (n < 0) {
-            if (errno == EINTR) {
+        if (n < 0 && (k = io_retry()) >= 0) {
+            if (k > 0) {
                 continue;
             }
-            if (errno == EAGAIN || errno == EWOULDBLOCK) {
-                break;
-            }
+            break;
+        }
+        if (n < 0) {
             conn_close(c);
             return -1;
         }
@@ -428,6 +440,7 @@ conn_read(conn_t *c)
     worker_t  *w = c->w;
     ssize_t    n;
     size_t     parsed;
+    int        k;
 
     for ( ;; ) {
         if (c->closing || c->out.len - c->out_off > OUT_HIGH_WATER) {
@@ -435,14 +448,15 @@ conn_read(conn_t *c)
         }
         n = recv(c->fd, w->readbuf, READ_CHUNK, 0);
         if (n < 0) {
-            if (errno == EINTR) {
+            k = io_retry();
+            if (k < 0) {
+                conn_close(c);
+                return;
+            }
+            if (k > 0) {
                 continue;
             }
-            if (errno == EAGAIN || errno == EWOULDBLOCK) {
-                break;
-            }
-            conn_close(c);
-            return;
+            break;
         }
         if (n == 0) {
             if (c->in_message) {
@@ -483,6 +497,26 @@ conn_read(conn_t *c)
     flush(c);
 }
 
+/* Markers for the non-connection fds in the epoll set. */
+static char  stop_marker;
+static char  listen_markers[8];
+
+static int
+listeners_ctl(worker_t *w, int op)
+{
+    struct epoll_event  ev;
+    int                 k;
+
+    for (k = 0; k < n_listen_fds; k++) {
+        ev.events = EPOLLIN | EPOLLEXCLUSIVE;
+        ev.data.ptr = &listen_markers[k];
+        if (epoll_ctl(w->epfd, op, listen_fd_list[k], &ev) != 0) {
+            return -1;
+        }
+    }
+    return 0;
+}
+
 static void
 accept_all(worker_t *w, int lfd)
 {
@@ -497,7 +531,11 @@ accept_all(worker_t *w, int lfd)
                 continue;
             }
             if (errno == EMFILE || errno == ENFILE) {
-                mlg_log("accept: %s", strerror(errno));
+                /* level-triggered listeners would wake us in a loop: stop
+                 * accepting until the next timeout sweep */
+                mlg_log("accept: %s; pausing accepts", strerror(errno));
+                listeners_ctl(w, EPOLL_CTL_DEL);
+                w->accept_paused = 1;
             }
             return;
         }
@@ -554,10 +592,6 @@ sweep_timeouts(worker_t *w)
     }
 }
 
-/* Markers for the non-connection fds in the epoll set. */
-static char  stop_marker;
-static char  listen_markers[8];
-
 static void *
 worker_main(void *arg)
 {
@@ -605,6 +639,9 @@ worker_main(void *arg)
         }
         if (now_ms() >= next_sweep) {
             sweep_timeouts(w);
+            if (w->accept_paused && listeners_ctl(w, EPOLL_CTL_ADD) == 0) {
+                w->accept_paused = 0;
+            }
             next_sweep = now_ms() + tick;
         }
     }
@@ -658,12 +695,8 @@ mlg_server_start(const mlg_server_conf_t *conf, const int *listen_fds,
         if (epoll_ctl(w->epfd, EPOLL_CTL_ADD, stop_fd, &ev) != 0) {
             return -1;
         }
-        for (k = 0; k < n_listen; k++) {
-            ev.events = EPOLLIN | EPOLLEXCLUSIVE;
-            ev.data.ptr = &listen_markers[k];
-            if (epoll_ctl(w->epfd, EPOLL_CTL_ADD, listen_fds[k], &ev) != 0) {
-                return -1;
-            }
+        if (listeners_ctl(w, EPOLL_CTL_ADD) != 0) {
+            return -1;
         }
         if (pthread_create(&w->tid, NULL, worker_main, w) != 0) {
             return -1;

@@ -18,7 +18,7 @@ my $body = '{"input":[[5.1,3.5,1.4,0.2],[6.7,3.0,5.2,2.3]]}';
 
 # --- keep-alive and pipelining ---
 my $b = MLGuard::Backend->start(models => ['conf/models/iris.mlgf'], threads => 2,
-                                args => ['--request-timeout', '300', '--idle-timeout', '600']);
+                                args => ['--request-timeout', '400', '--idle-timeout', '1500']);
 my $c = $b->connect;
 my $ok = 0;
 for (1 .. 200) {
@@ -53,7 +53,7 @@ my $slow = $b->connect;
 $slow->send_raw("POST /predict HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n{\"in");
 $r = $slow->read_response(5);
 is($r->{status}, 408, 'slow client: incomplete request -> 408 after --request-timeout');
-like($json->decode($r->{body})->{error}, qr/not received within 300 ms/, '408 names the timeout');
+like($json->decode($r->{body})->{error}, qr/not received within 400 ms/, '408 names the timeout');
 ok($slow->wait_closed(5), 'slow client disconnected');
 
 my $slow_head = $b->connect;

@@ -6,18 +6,8 @@
 #include <string.h>
 
 #include "buf.h"
+#include "backend_util.h"
 #include "tap.h"
-
-static uint64_t  rng_state = 0x2545f4914f6cdd1dull;
-
-static uint64_t
-rnd(void)
-{
-    rng_state ^= rng_state << 13;
-    rng_state ^= rng_state >> 7;
-    rng_state ^= rng_state << 17;
-    return rng_state;
-}
 
 static const char *
 fmt(double d)

@@ -6,24 +6,13 @@
 #include <string.h>
 
 #include "reqjson.h"
+#include "backend_util.h"
 #include "tap.h"
-
-static uint64_t  rng_state = 88172645463325252ull;
-
-static uint64_t
-rnd(void)
-{
-    rng_state ^= rng_state << 13;
-    rng_state ^= rng_state >> 7;
-    rng_state ^= rng_state << 17;
-    return rng_state;
-}
 
 static void
 test_numbers(void)
 {
     char         s[64];
-    const char  *end;
     int          i, bad = 0, n;
     double       want, got;
 
@@ -55,8 +44,8 @@ test_numbers(void)
                          (unsigned long long) rnd());
         }
         want = strtod(s, NULL);
-        got = mlg_parse_double(s, &end);
-        if (memcmp(&want, &got, sizeof(double)) != 0 || end != s + n) {
+        got = mlg_parse_double(s, (size_t) n);
+        if (memcmp(&want, &got, sizeof(double)) != 0) {
             if (bad++ < 5) {
                 diag("%s: got %.17g want %.17g", s, got, want);
             }
