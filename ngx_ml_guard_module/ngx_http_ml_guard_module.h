@@ -8,11 +8,14 @@
  *
  *   feature      glue file                       conf / ctx
  *   API keys     ngx_http_ml_guard_module.c      fields of the loc conf
+ *   mTLS         ngx_http_ml_guard_module.c      lcf->mtls_roles
  *   body cap     ngx_http_ml_guard_body.c        fields of the loc conf
  *   JWT          ngx_http_ml_guard_jwt.c         lcf->jwt  (opaque here)
  *   JSON/schema  ngx_http_ml_guard_schema.c      lcf->schema
  *   rate limits  ngx_http_ml_guard_ratelimit.c   lcf->ratelimit, mcf->redis, ctx->ratelimit
- *   problems     ngx_http_ml_guard_problem.c     ctx->problem
+ *                ngx_http_ml_guard_redis.c       (the hiredis connection)
+ *   problems     ngx_http_ml_guard_problem.c     ctx->problem_*
+ *   metrics      ngx_http_ml_guard_metrics.c     a shared memory zone
  *
  * Every feature's directives are in the one command table of the main file;
  * their handlers ("set" functions) live in the feature's file and receive
@@ -191,6 +194,8 @@ ngx_int_t ngx_http_ml_guard_deny(ngx_http_request_t *r,
 void ngx_http_ml_guard_set_errors(ngx_http_request_t *r,
     ngx_http_ml_guard_ctx_t *ctx, void *errors /* json_t *, reference stolen */);
 const char *ngx_http_ml_guard_reason_name(ngx_http_ml_guard_reason_e reason);
+ngx_int_t ngx_http_ml_guard_add_header(ngx_http_request_t *r, const char *name,
+    ngx_str_t *value);
 ngx_int_t ngx_http_ml_guard_problem_filter_init(ngx_conf_t *cf);
 
 /* ngx_http_ml_guard_metrics.c */

@@ -87,7 +87,7 @@ ngx_http_ml_guard_problem_filter_init(ngx_conf_t *cf)
 }
 
 
-static ngx_int_t
+ngx_int_t
 ngx_http_ml_guard_add_header(ngx_http_request_t *r, const char *name,
     ngx_str_t *value)
 {

@@ -838,18 +838,13 @@ static ngx_int_t
 ngx_http_ml_guard_rl_header(ngx_http_request_t *r, const char *name,
     int64_t n)
 {
-    ngx_table_elt_t  *h;
+    ngx_str_t  v;
 
-    h = ngx_list_push(&r->headers_out.headers);
-    if (h == NULL) {
+    if (ngx_http_ml_guard_rl_num(r, &v, n) != NGX_OK) {
         return NGX_ERROR;
     }
 
-    h->hash = 1;
-    h->key.data = (u_char *) name;
-    h->key.len = ngx_strlen(name);
-
-    return ngx_http_ml_guard_rl_num(r, &h->value, n);
+    return ngx_http_ml_guard_add_header(r, name, &v);
 }
 
 
