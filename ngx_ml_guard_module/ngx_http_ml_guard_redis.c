@@ -210,12 +210,18 @@ ngx_http_ml_guard_redis_read_handler(ngx_event_t *ev)
 }
 
 
+/* set while hiredis writes, so that a short write waits for epoll */
+static ngx_uint_t  ngx_http_ml_guard_redis_flushing;
+
+
 static void
 ngx_http_ml_guard_redis_write_handler(ngx_event_t *ev)
 {
     ngx_connection_t  *c = ev->data;
 
+    ngx_http_ml_guard_redis_flushing = 1;
     redisAsyncHandleWrite(c->data);
+    ngx_http_ml_guard_redis_flushing = 0;
 }
 
 
@@ -254,10 +260,28 @@ ngx_http_ml_guard_redis_del_read(void *privdata)
 }
 
 
+/*
+ * A new command: rather than asking epoll whether the connected socket is
+ * writable (two epoll_ctl calls and one more loop turn per command), flush
+ * at the end of this event-loop turn, in one write for every command the
+ * turn produced.  Connecting, and writes that did not complete, still wait
+ * for epoll.
+ */
 static void
 ngx_http_ml_guard_redis_add_write(void *privdata)
 {
-    ngx_connection_t  *c = privdata;
+    ngx_connection_t   *c = privdata;
+    redisAsyncContext  *ac = c->data;
+
+    if (!ngx_http_ml_guard_redis_flushing
+        && ac != NULL && (ac->c.flags & REDIS_CONNECTED))
+    {
+        if (!c->write->posted) {
+            ngx_post_event(c->write, &ngx_posted_events);
+        }
+
+        return;
+    }
 
     ngx_http_ml_guard_redis_watch(c->write, NGX_WRITE_EVENT, 1);
 }
@@ -267,6 +291,10 @@ static void
 ngx_http_ml_guard_redis_del_write(void *privdata)
 {
     ngx_connection_t  *c = privdata;
+
+    if (c->write->posted) {
+        ngx_delete_posted_event(c->write);
+    }
 
     ngx_http_ml_guard_redis_watch(c->write, NGX_WRITE_EVENT, 0);
 }
