@@ -56,6 +56,17 @@ is_deeply $j->{prediction}, [0], 'iris setosa predicted';
 like $r->{headers}{'strict-transport-security'} // '', qr/max-age=\d+/, 'HSTS';
 ok defined $r->{headers}{'ratelimit-remaining'}, 'rate limit headers';
 
+# a JWT minted from the stack's secret works too
+chomp(my $token = `$root/scripts/ml-guard-jwt $run/jwt-secret demo-user predict 300`);
+$r = $http->post("$base/predict", { headers => { Authorization => "Bearer $token", 'Content-Type' => 'application/json' },
+                                    content => '{"input": [[6.3, 3.3, 6.0, 2.5], [5.1, 3.5, 1.4, 0.2]]}' });
+is $r->{status}, 200, 'POST /predict with a JWT from scripts/ml-guard-jwt' or diag $r->{content};
+is_deeply eval { decode_json($r->{content})->{prediction} }, [2, 0], 'a batch of two rows';
+chomp(my $viewer = `$root/scripts/ml-guard-jwt $run/jwt-secret someone viewer 300`);
+$r = $http->post("$base/predict", { headers => { Authorization => "Bearer $viewer", 'Content-Type' => 'application/json' },
+                                    content => '{"input": [5.1, 3.5, 1.4, 0.2]}' });
+is $r->{status}, 403, 'a JWT without the role: 403';
+
 $r = $http->post("$base/predict", { headers => { 'Content-Type' => 'application/json' },
                                     content => '{"input": [5.1, 3.5, 1.4, 0.2]}' });
 is $r->{status}, 401, 'no key: 401';
