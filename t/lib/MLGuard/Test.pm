@@ -484,6 +484,30 @@ sub read_response {
     return \%res;
 }
 
+# CPU seconds (user + system) used so far by this nginx's worker processes.
+sub worker_cpu_seconds {
+    my ($self) = @_;
+    my $master = $self->{pids}{nginx} or return 0;
+    my $ticks = 0;
+    for my $stat (glob '/proc/[0-9]*/stat') {
+        open my $fh, '<', $stat or next;
+        my @f = split ' ', scalar(<$fh>) // '';
+        next unless @f > 15 && $f[3] == $master;
+        $ticks += $f[13] + $f[14];
+    }
+    chomp(my $hz = `getconf CLK_TCK`);
+    return $ticks / ($hz || 100);
+}
+
+# CPU seconds used so far by the harness's redis-server.
+sub redis_cpu_seconds {
+    my ($self) = @_;
+    my $info = $self->redis_cli('INFO', 'cpu');
+    my ($sys) = $info =~ /used_cpu_sys:([\d.]+)/;
+    my ($user) = $info =~ /used_cpu_user:([\d.]+)/;
+    return ($sys // 0) + ($user // 0);
+}
+
 # --- teardown -------------------------------------------------------------
 
 sub log_problems {
