@@ -2419,8 +2419,13 @@ mlg_schema_validate(const mlg_schema_t *schema, const json_t *instance,
         out->count = 0;
         out->truncated = 0;
     }
-    memset(&vc, 0, sizeof(vc));
+    /* field by field: the segment stack needs no clearing */
     vc.schema = schema;
     vc.out = out;
+    vc.probe = 0;
+    vc.stop = 0;
+    vc.depth = 0;
+    vc.nsegs = 0;
+    vc.segs_over = 0;
     return mlg_validate_node(&vc, schema->root, instance);
 }
