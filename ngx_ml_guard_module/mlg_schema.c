@@ -1792,10 +1792,15 @@ mlg_num_cmp(const json_t *inst, const mlg_num_t *lim)
 static int
 mlg_is_multiple(const json_t *inst, const mlg_num_t *m)
 {
-    double  q, r;
+    double  x, q, r;
 
-    if (json_is_integer(inst) && m->is_int && m->i > 0) {
-        return json_integer_value(inst) % m->i == 0;
+    if (m->is_int && m->i > 0) {
+        /* an integral divisor: exact arithmetic, no tolerance */
+        if (json_is_integer(inst)) {
+            return json_integer_value(inst) % m->i == 0;
+        }
+        x = json_real_value(inst);
+        return x == floor(x) && fmod(x, m->d) == 0;
     }
     q = json_number_value(inst) / m->d;
     if (!isfinite(q)) {
@@ -1803,7 +1808,7 @@ mlg_is_multiple(const json_t *inst, const mlg_num_t *m)
     }
     r = nearbyint(q);
     /* tolerate the rounding error of the division: 0.0075 / 0.0001 */
-    return fabs(q - r) <= fmax(fabs(q), 1.0) * 8 * DBL_EPSILON;
+    return fabs(q - r) <= fmax(fabs(q), 1.0) * 4 * DBL_EPSILON;
 }
 
 static int
