@@ -6,7 +6,9 @@
 #include <math.h>
 #include <stdint.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 /* RFC 9110 token characters */
 static int
@@ -50,6 +52,13 @@ mlg_json_media_type_ok(const char *value, size_t len)
 
     if (value == NULL) {
         return 0;
+    }
+    /* the common case, without the general parse below */
+    if (len >= 16 && strncasecmp(value, "application/json", 16) == 0) {
+        for (i = 16; i < len && (p[i] == ' ' || p[i] == '\t'); i++) {
+            /* void */
+        }
+        return i == len || p[i] == ';';
     }
     while (i < len && (p[i] == ' ' || p[i] == '\t')) {
         i++;
@@ -214,6 +223,65 @@ mlg_json_parse(const char *buf, size_t len, unsigned max_depth,
         return NULL;
     }
     return root;
+}
+
+static char    *mlg_arena;
+static size_t   mlg_arena_size;
+static size_t   mlg_arena_used;
+static int      mlg_arena_active;
+
+static void *
+mlg_arena_malloc(size_t size)
+{
+    void    *p;
+    size_t   n = (size + 15) & ~(size_t) 15;
+
+    if (mlg_arena_active && n >= size && n <= mlg_arena_size - mlg_arena_used)
+    {
+        p = mlg_arena + mlg_arena_used;
+        mlg_arena_used += n;
+        return p;
+    }
+    return malloc(size);
+}
+
+static void
+mlg_arena_free(void *p)
+{
+    /* arena memory is released all at once by mlg_json_arena_end() */
+    if ((char *) p >= mlg_arena && (char *) p < mlg_arena + mlg_arena_size) {
+        return;
+    }
+    free(p);
+}
+
+int
+mlg_json_arena_init(size_t size)
+{
+    if (mlg_arena != NULL) {
+        return 0;
+    }
+    mlg_arena = malloc(size);
+    if (mlg_arena == NULL) {
+        return -1;
+    }
+    mlg_arena_size = size;
+    json_set_alloc_funcs(mlg_arena_malloc, mlg_arena_free);
+    return 0;
+}
+
+void
+mlg_json_arena_begin(void)
+{
+    mlg_arena_used = 0;
+    mlg_arena_active = mlg_arena != NULL;
+}
+
+void
+mlg_json_arena_end(void)
+{
+    mlg_arena_active = 0;
+    mlg_arena_used = 0;
 }
 
 /* numeric equality across jansson's integer and real representations */

@@ -38,6 +38,20 @@ int mlg_json_depth_check(const char *buf, size_t len, unsigned max_depth,
 json_t *mlg_json_parse(const char *buf, size_t len, unsigned max_depth,
     char *err, size_t errlen);
 
+/*
+ * An optional bump allocator for jansson, for the parse - validate - free
+ * cycle of one request body: jansson otherwise mallocs and frees every
+ * value.  mlg_json_arena_init() installs jansson allocation hooks (process
+ * wide, once; allocations outside a cycle go to malloc as before).  Between
+ * mlg_json_arena_begin() and mlg_json_arena_end() jansson allocations come
+ * from the arena while it has room; every value allocated in between must
+ * be freed before mlg_json_arena_end().  Single-threaded use only (one
+ * nginx worker).  Returns 0, or -1 when out of memory.
+ */
+int mlg_json_arena_init(size_t size);
+void mlg_json_arena_begin(void);
+void mlg_json_arena_end(void);
+
 /* JSON Schema equality: numbers by value (1 == 1.0), deep for containers. */
 int mlg_json_equal(const json_t *a, const json_t *b);
 

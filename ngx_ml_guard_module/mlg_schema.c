@@ -1725,21 +1725,29 @@ mlg_utf8_sanitize(char *s)
     }
 }
 
-/* Records one error at the current path; returns 0 (the verdict). */
+/*
+ * mlg_fail(vc, fmt, ...) records one error at the current path and gives 0
+ * (the verdict).  While only a verdict is wanted (inside anyOf, not, if...,
+ * or without an error list) the message and its arguments are not even
+ * evaluated: those failures are frequent and must stay cheap.
+ */
+#define mlg_fail(vc, ...)                                                     \
+    (((vc)->probe || (vc)->out == NULL) ? mlg_fail_quiet(vc)                  \
+                                        : mlg_fail_report((vc), __VA_ARGS__))
+
 static int
-mlg_fail(mlg_validate_t *vc, const char *fmt, ...)
+mlg_fail_quiet(mlg_validate_t *vc)
+{
+    vc->stop = 1;
+    return 0;
+}
+
+static int
+mlg_fail_report(mlg_validate_t *vc, const char *fmt, ...)
 {
     mlg_schema_error_t  *e;
     va_list              ap;
 
-    if (vc->probe) {
-        vc->stop = 1;
-        return 0;
-    }
-    if (vc->out == NULL) {
-        vc->stop = 1;
-        return 0;
-    }
     if (vc->out->count == MLG_SCHEMA_MAX_ERRORS) {
         vc->out->truncated = 1;
         vc->stop = 1;
@@ -1774,28 +1782,35 @@ mlg_num_str(const mlg_num_t *n, char *buf, size_t len)
     return buf;
 }
 
+/* an instance number, read from jansson once per value */
+typedef struct {
+    double      d;
+    long long   i;
+    int         is_int;     /* a JSON integer: i is exact */
+} mlg_inst_num_t;
+
 /* compares an instance number with a schema number: -1, 0, 1 */
 static int
-mlg_num_cmp(const json_t *inst, const mlg_num_t *lim)
+mlg_num_cmp(const mlg_inst_num_t *x, const mlg_num_t *lim)
 {
-    double     d;
-    long long  i;
-
-    if (json_is_integer(inst) && lim->is_int) {
-        i = json_integer_value(inst);
-        return i < lim->i ? -1 : i > lim->i ? 1 : 0;
+    if (x->is_int && lim->is_int) {
+        return x->i < lim->i ? -1 : x->i > lim->i ? 1 : 0;
     }
-    d = json_number_value(inst);
-    return d < lim->d ? -1 : d > lim->d ? 1 : 0;
+    return x->d < lim->d ? -1 : x->d > lim->d ? 1 : 0;
 }
 
 static int
 mlg_is_multiple(const json_t *inst, const mlg_num_t *m)
 {
-    double  q, r;
+    double  x, q, r;
 
-    if (json_is_integer(inst) && m->is_int && m->i > 0) {
-        return json_integer_value(inst) % m->i == 0;
+    if (m->is_int && m->i > 0) {
+        /* an integral divisor: exact arithmetic, no tolerance */
+        if (json_is_integer(inst)) {
+            return json_integer_value(inst) % m->i == 0;
+        }
+        x = json_real_value(inst);
+        return x == floor(x) && fmod(x, m->d) == 0;
     }
     q = json_number_value(inst) / m->d;
     if (!isfinite(q)) {
@@ -1803,7 +1818,7 @@ mlg_is_multiple(const json_t *inst, const mlg_num_t *m)
     }
     r = nearbyint(q);
     /* tolerate the rounding error of the division: 0.0075 / 0.0001 */
-    return fabs(q - r) <= fmax(fabs(q), 1.0) * 8 * DBL_EPSILON;
+    return fabs(q - r) <= fmax(fabs(q), 1.0) * 4 * DBL_EPSILON;
 }
 
 static int
@@ -1924,21 +1939,18 @@ mlg_validate_object(mlg_validate_t *vc, const mlg_node_t *node,
     json_t              *value, *name;
     void                *it;
     int                  valid = 1, matched, m;
-    char                 buf[32];
 
     n = json_object_size(inst);
     if ((node->has & MLG_HAS_MIN_PROPS) && n < node->min_props) {
-        snprintf(buf, sizeof(buf), "%zu", node->min_props);
-        valid = mlg_fail(vc, "minProperties: must have at least %s "
-                         "properties", buf);
+        valid = mlg_fail(vc, "minProperties: must have at least %zu "
+                         "properties", node->min_props);
         if (vc->stop) {
             return 0;
         }
     }
     if ((node->has & MLG_HAS_MAX_PROPS) && n > node->max_props) {
-        snprintf(buf, sizeof(buf), "%zu", node->max_props);
-        valid = mlg_fail(vc, "maxProperties: must have at most %s "
-                         "properties", buf);
+        valid = mlg_fail(vc, "maxProperties: must have at most %zu "
+                         "properties", node->max_props);
         if (vc->stop) {
             return 0;
         }
@@ -2126,19 +2138,18 @@ mlg_validate_array(mlg_validate_t *vc, const mlg_node_t *node,
 {
     size_t           i, n, a, b;
     int              valid = 1, u;
-    char             buf[32];
 
     n = json_array_size(inst);
     if ((node->has & MLG_HAS_MIN_ITEMS) && n < node->min_items) {
-        snprintf(buf, sizeof(buf), "%zu", node->min_items);
-        valid = mlg_fail(vc, "minItems: must have at least %s items", buf);
+        valid = mlg_fail(vc, "minItems: must have at least %zu items",
+                         node->min_items);
         if (vc->stop) {
             return 0;
         }
     }
     if ((node->has & MLG_HAS_MAX_ITEMS) && n > node->max_items) {
-        snprintf(buf, sizeof(buf), "%zu", node->max_items);
-        valid = mlg_fail(vc, "maxItems: must have at most %s items", buf);
+        valid = mlg_fail(vc, "maxItems: must have at most %zu items",
+                         node->max_items);
         if (vc->stop) {
             return 0;
         }
@@ -2166,9 +2177,8 @@ mlg_validate_array(mlg_validate_t *vc, const mlg_node_t *node,
         }
         mlg_path_push(vc, NULL, 0, i);
         if (sub->boolean == 0 && i >= node->prefix.n) {
-            snprintf(buf, sizeof(buf), "%zu", node->prefix.n);
-            valid = mlg_fail(vc, "items: no items allowed after the first %s",
-                             buf);
+            valid = mlg_fail(vc, "items: no items allowed after the first %zu",
+                             node->prefix.n);
         } else if (!mlg_validate_node(vc, sub, json_array_get(inst, i))) {
             valid = 0;
         }
@@ -2184,10 +2194,20 @@ static int
 mlg_validate_number(mlg_validate_t *vc, const mlg_node_t *node,
     const json_t *inst)
 {
-    int   valid = 1;
-    char  buf[40];
+    int             valid = 1;
+    char            buf[40];
+    mlg_inst_num_t  x;
 
-    if ((node->has & MLG_HAS_MINIMUM) && mlg_num_cmp(inst, &node->minimum) < 0)
+    if (!(node->has & (MLG_HAS_MINIMUM | MLG_HAS_MAXIMUM | MLG_HAS_XMINIMUM
+                       | MLG_HAS_XMAXIMUM | MLG_HAS_MULTIPLE)))
+    {
+        return 1;
+    }
+    x.is_int = json_is_integer(inst);
+    x.i = x.is_int ? json_integer_value(inst) : 0;
+    x.d = x.is_int ? (double) x.i : json_real_value(inst);
+
+    if ((node->has & MLG_HAS_MINIMUM) && mlg_num_cmp(&x, &node->minimum) < 0)
     {
         valid = mlg_fail(vc, "minimum: must be >= %s",
                          mlg_num_str(&node->minimum, buf, sizeof(buf)));
@@ -2195,7 +2215,7 @@ mlg_validate_number(mlg_validate_t *vc, const mlg_node_t *node,
             return 0;
         }
     }
-    if ((node->has & MLG_HAS_MAXIMUM) && mlg_num_cmp(inst, &node->maximum) > 0)
+    if ((node->has & MLG_HAS_MAXIMUM) && mlg_num_cmp(&x, &node->maximum) > 0)
     {
         valid = mlg_fail(vc, "maximum: must be <= %s",
                          mlg_num_str(&node->maximum, buf, sizeof(buf)));
@@ -2204,7 +2224,7 @@ mlg_validate_number(mlg_validate_t *vc, const mlg_node_t *node,
         }
     }
     if ((node->has & MLG_HAS_XMINIMUM)
-        && mlg_num_cmp(inst, &node->xminimum) <= 0)
+        && mlg_num_cmp(&x, &node->xminimum) <= 0)
     {
         valid = mlg_fail(vc, "exclusiveMinimum: must be > %s",
                          mlg_num_str(&node->xminimum, buf, sizeof(buf)));
@@ -2213,7 +2233,7 @@ mlg_validate_number(mlg_validate_t *vc, const mlg_node_t *node,
         }
     }
     if ((node->has & MLG_HAS_XMAXIMUM)
-        && mlg_num_cmp(inst, &node->xmaximum) >= 0)
+        && mlg_num_cmp(&x, &node->xmaximum) >= 0)
     {
         valid = mlg_fail(vc, "exclusiveMaximum: must be < %s",
                          mlg_num_str(&node->xmaximum, buf, sizeof(buf)));
@@ -2239,22 +2259,20 @@ mlg_validate_string(mlg_validate_t *vc, const mlg_node_t *node,
 {
     size_t  len = 0, blen = json_string_length(inst);
     int     valid = 1, m;
-    char    buf[32];
 
     if (node->has & (MLG_HAS_MIN_LEN | MLG_HAS_MAX_LEN)) {
         len = mlg_utf8_length(json_string_value(inst), blen);
     }
     if ((node->has & MLG_HAS_MIN_LEN) && len < node->min_len) {
-        snprintf(buf, sizeof(buf), "%zu", node->min_len);
-        valid = mlg_fail(vc, "minLength: must be at least %s characters",
-                         buf);
+        valid = mlg_fail(vc, "minLength: must be at least %zu characters",
+                         node->min_len);
         if (vc->stop) {
             return 0;
         }
     }
     if ((node->has & MLG_HAS_MAX_LEN) && len > node->max_len) {
-        snprintf(buf, sizeof(buf), "%zu", node->max_len);
-        valid = mlg_fail(vc, "maxLength: must be at most %s characters", buf);
+        valid = mlg_fail(vc, "maxLength: must be at most %zu characters",
+                         node->max_len);
         if (vc->stop) {
             return 0;
         }
@@ -2419,8 +2437,13 @@ mlg_schema_validate(const mlg_schema_t *schema, const json_t *instance,
         out->count = 0;
         out->truncated = 0;
     }
-    memset(&vc, 0, sizeof(vc));
+    /* field by field: the segment stack needs no clearing */
     vc.schema = schema;
     vc.out = out;
+    vc.probe = 0;
+    vc.stop = 0;
+    vc.depth = 0;
+    vc.nsegs = 0;
+    vc.segs_over = 0;
     return mlg_validate_node(&vc, schema->root, instance);
 }

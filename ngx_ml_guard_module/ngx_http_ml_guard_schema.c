@@ -20,6 +20,13 @@
 /* jansson's own parser refuses deeper documents anyway */
 #define NGX_HTTP_ML_GUARD_MAX_JSON_DEPTH  2048
 
+/*
+ * jansson's values for one body come from a per-process bump allocator
+ * (mlg_json_arena_*), released at once after validation; larger documents
+ * spill over to malloc.
+ */
+#define NGX_HTTP_ML_GUARD_JSON_ARENA  (64 * 1024)
+
 
 struct ngx_http_ml_guard_schema_conf_s {
     mlg_schema_t  *schema;      /* NULL: no JSON checks here */
@@ -126,6 +133,10 @@ ngx_http_ml_guard_schema(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
     scf->file.data[file.len] = '\0';
     scf->file.len = file.len;
 
+    if (mlg_json_arena_init(NGX_HTTP_ML_GUARD_JSON_ARENA) != 0) {
+        return NGX_CONF_ERROR;
+    }
+
     schema = mlg_schema_load((const char *) scf->file.data, err, sizeof(err));
 
     if (schema == NULL) {
@@ -228,7 +239,7 @@ ngx_http_ml_guard_json_step(ngx_http_request_t *r,
 {
     char                              err[256];
     json_t                           *doc, *errors;
-    ngx_int_t                         rc;
+    ngx_int_t                         rc, valid;
     ngx_str_t                         body;
     ngx_table_elt_t                  *ct;
     mlg_schema_errors_t               errs;
@@ -255,21 +266,27 @@ ngx_http_ml_guard_json_step(ngx_http_request_t *r,
         return NGX_ERROR;
     }
 
+    /* nothing else runs between begin and end: the document dies first */
+    mlg_json_arena_begin();
+
     doc = mlg_json_parse((const char *) body.data, body.len,
                          (unsigned) scf->max_depth, err, sizeof(err));
 
     if (doc == NULL) {
+        mlg_json_arena_end();
         return ngx_http_ml_guard_deny(r, ctx, MLG_REASON_MALFORMED_JSON,
                                       "the request body is not valid JSON: %s",
                                       err);
     }
 
-    if (mlg_schema_validate(scf->schema, doc, &errs)) {
-        json_decref(doc);
-        return NGX_OK;
-    }
+    valid = mlg_schema_validate(scf->schema, doc, &errs);
 
     json_decref(doc);
+    mlg_json_arena_end();
+
+    if (valid) {
+        return NGX_OK;
+    }
 
     errors = ngx_http_ml_guard_schema_errors(&errs);
     if (errors == NULL) {

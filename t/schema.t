@@ -203,6 +203,34 @@ for my $m (@malformed) {
     $t2->stop;
 }
 
+# --- order: authentication and the body cap come before any parsing ------
+{
+    my $t4 = MLGuard::Test->new;
+    my $key = MLGuard::Test::random_key();
+    $t4->write_file('keys.txt', "alice " . MLGuard::Test::sha256_hex_of($key) . "\n");
+    $t4->start_echo;
+    $t4->start_nginx(server => q{
+        location / { ml_guard on; ml_guard_api_keys %%DIR%%/keys.txt; ml_guard_max_body 100;
+                     ml_guard_schema %%ROOT%%/conf/schemas/iris.json; proxy_pass http://%%ECHO%%; }
+    });
+    my $r = $t4->request(POST => '/', headers => { %json }, body => '{"input": [NaN]}');
+    is $r->{status}, 401, 'no credentials and a malformed body: 401, the body is not parsed';
+    $r = $t4->request(POST => '/', headers => { 'Content-Type' => 'text/plain' }, body => 'x');
+    is $r->{status}, 401, 'no credentials and a wrong media type: 401';
+    $r = $t4->request(POST => '/', headers => { %json, 'X-API-Key' => $key },
+                      body => '{"input": [' . join(',', (1) x 100) . ']}');
+    is $r->{status}, 413, 'a body over ml_guard_max_body: 413 before parsing';
+    $r = $t4->request(POST => '/', headers => { %json, 'X-API-Key' => $key },
+                      body => '{"input": [5.1, 3.5, 1.4, 0.2]}');
+    is $r->{status}, 200, 'authenticated valid body: 200';
+    $r = $t4->request(POST => '/', headers => { %json, 'X-API-Key' => $key },
+                      body => '{"input": [5.1, 3.5, 1.4, 99]}');
+    is $r->{status}, 422, 'authenticated invalid body: 422';
+    like $t4->read_file('logs/error.log'), qr{schema violation at "/input/3": maximum: must be <= 10},
+        'the violation is logged (info) with path and message';
+    $t4->stop;
+}
+
 # --- reload picks up a changed schema; a broken one keeps the old config --
 {
     my $t3 = MLGuard::Test->new;

@@ -59,6 +59,10 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     char                  err[512];
     int                   valid, again;
 
+    /* the instance is handled in the arena, as the nginx glue does */
+    if (mlg_json_arena_init(16 * 1024) != 0) {
+        abort();
+    }
     sj = json_loadb(buf, slen, JSON_DECODE_ANY | JSON_ALLOW_NUL, &jerr);
     if (sj == NULL) {
         return 0;
@@ -71,6 +75,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         json_decref(sj);
         return 0;
     }
+    mlg_json_arena_begin();
     if (sep) {
         ij = mlg_json_parse(sep + 1, size - slen - 1, 64, err, sizeof(err));
     } else {
@@ -86,6 +91,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         }
         json_decref(ij);
     }
+    mlg_json_arena_end();
     mlg_schema_free(schema);
     json_decref(sj);
     return 0;

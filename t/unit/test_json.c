@@ -297,6 +297,44 @@ test_suite(void)
     is_int(ybad + nbad, 0, "JSONTestSuite verdicts all as required");
 }
 
+/* the arena gives the same results, also when documents outgrow it */
+static void
+test_arena(void)
+{
+    char     big[20000], err[256];
+    json_t  *j, *k;
+    int      n = 0, i, same = 1;
+
+    ok(mlg_json_arena_init(4096) == 0, "arena installed");
+    n += snprintf(big + n, sizeof(big) - (size_t) n, "{\"a\": [");
+    for (i = 0; i < 1000; i++) {
+        n += snprintf(big + n, sizeof(big) - (size_t) n, "%s{\"k%d\": %d.5}",
+                      i ? "," : "", i, i);
+    }
+    snprintf(big + n, sizeof(big) - (size_t) n, "]}");
+    for (i = 0; i < 3; i++) {
+        mlg_json_arena_begin();
+        j = mlg_json_parse(big, strlen(big), 32, err, sizeof(err));
+        k = mlg_json_parse("{\"x\": [1, 2.5, \"s\"]}", 20, 32, err, sizeof(err));
+        same = same && j != NULL && k != NULL
+               && json_array_size(json_object_get(j, "a")) == 1000
+               && json_real_value(json_object_get(json_array_get(
+                      json_object_get(j, "a"), 999), "k999")) == 999.5
+               && json_integer_value(json_array_get(json_object_get(k, "x"), 0)) == 1;
+        json_decref(j);
+        json_decref(k);
+        mlg_json_arena_end();
+    }
+    ok(same, "documents parsed in the arena (spilling over) are intact");
+    /* outside a cycle jansson allocates from the heap as before */
+    j = json_pack("{s:[i,i]}", "z", 1, 2);
+    mlg_json_arena_begin();
+    mlg_json_arena_end();
+    ok(json_integer_value(json_array_get(json_object_get(j, "z"), 1)) == 2,
+       "values made outside a cycle survive it");
+    json_decref(j);
+}
+
 int
 main(void)
 {
@@ -305,5 +343,6 @@ main(void)
     test_parse();
     test_equal();
     test_suite();
+    test_arena();
     return done_testing();
 }

@@ -333,6 +333,12 @@ test_semantics(void)
     valid("{\"multipleOf\": 3}", "9223372036854775806");
     invalid("{\"multipleOf\": 3}", "9223372036854775807");
     valid("{\"multipleOf\": 1.5}", "4.5");
+    invalid("{\"multipleOf\": 1}", "1000000000000000.5");
+    valid("{\"multipleOf\": 2}", "4.0");
+    invalid("{\"multipleOf\": 2}", "5.0");
+    invalid("{\"multipleOf\": 3}", "1e20");
+    valid("{\"multipleOf\": 4}", "1e20");
+    valid("{\"multipleOf\": 2.0}", "1e300");
     invalid("{\"multipleOf\": 0.123456789}", "1e308");
     /* exact integer limits */
     invalid("{\"maximum\": 9007199254740992}", "9007199254740993");

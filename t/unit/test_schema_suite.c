@@ -233,8 +233,10 @@ main(void)
     ok(groups_run > 0 && tests_run > 0, "ran suite cases");
     is_int(tests_failed, 0, "no supported suite test failed");
     is_int(skipped_compiled, 0, "every unsupported schema failed to compile");
-    schema = mlg_schema_compile(json_pack("{s:i}", "contains", 1), err,
-                                sizeof(err));
+    doc = json_pack("{s:i}", "contains", 1);
+    schema = mlg_schema_compile(doc, err, sizeof(err));
+    json_decref(doc);
+    ok(schema == NULL, "a schema with an unsupported keyword does not compile");
     is_str(err, "/contains: unsupported keyword \"contains\"",
            "unsupported keyword error names the pointer");
     return done_testing();
