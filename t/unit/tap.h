@@ -13,6 +13,9 @@
 static int tap_count;
 static int tap_failed;
 
+/* a test file need not use every helper: unused ones must not warn */
+#define TAP_UNUSED __attribute__((unused))
+
 #define ok(cond, ...) tap_ok(!!(cond), __FILE__, __LINE__, __VA_ARGS__)
 #define is_int(got, want, ...) \
     tap_is_int((long long) (got), (long long) (want), __FILE__, __LINE__, __VA_ARGS__)
@@ -20,7 +23,7 @@ static int tap_failed;
     tap_is_str((got), (want), __FILE__, __LINE__, __VA_ARGS__)
 
 /* Prints one result line; returns pass so callers can add diagnostics. */
-static int
+TAP_UNUSED static int
 tap_report(int pass, const char *file, int line, const char *fmt, va_list ap)
 {
     tap_count++;
@@ -35,7 +38,7 @@ tap_report(int pass, const char *file, int line, const char *fmt, va_list ap)
     return pass;
 }
 
-static int
+TAP_UNUSED static int
 tap_ok(int pass, const char *file, int line, const char *fmt, ...)
 {
     va_list ap;
@@ -46,7 +49,7 @@ tap_ok(int pass, const char *file, int line, const char *fmt, ...)
     return pass;
 }
 
-static int
+TAP_UNUSED static int
 tap_is_int(long long got, long long want, const char *file, int line,
     const char *fmt, ...)
 {
@@ -62,7 +65,7 @@ tap_is_int(long long got, long long want, const char *file, int line,
     return pass;
 }
 
-static int
+TAP_UNUSED static int
 tap_is_str(const char *got, const char *want, const char *file, int line,
     const char *fmt, ...)
 {
@@ -81,7 +84,7 @@ tap_is_str(const char *got, const char *want, const char *file, int line,
     return pass;
 }
 
-static int
+TAP_UNUSED static int
 done_testing(void)
 {
     printf("1..%d\n", tap_count);
@@ -89,7 +92,7 @@ done_testing(void)
     return tap_failed ? 1 : 0;
 }
 
-static void
+TAP_UNUSED static void
 diag(const char *fmt, ...)
 {
     va_list ap;
