@@ -127,9 +127,6 @@ ngx_http_ml_guard_jwt_authenticate(ngx_http_request_t *r,
     ngx_http_ml_guard_loc_conf_t *lcf, ngx_http_ml_guard_ctx_t *ctx,
     ngx_http_ml_guard_reason_e *reason)
 {
-    char                          roles_buf[MLG_JWT_ROLES_BUF], *p;
-    const char                   *roles[MLG_JWT_MAX_ROLES];
-    size_t                        nroles;
     ngx_str_t                     token;
     mlg_jwt_result_t              rc;
     mlg_jwt_identity_t            verified;
@@ -205,30 +202,12 @@ ngx_http_ml_guard_jwt_authenticate(ngx_http_request_t *r,
         id = &verified;
     }
 
-    /* "a,b,c" -> { "a", "b", "c" } */
-
-    ngx_memcpy(roles_buf, id->roles, sizeof(roles_buf));
-    roles_buf[sizeof(roles_buf) - 1] = '\0';
-    nroles = 0;
-    p = roles_buf;
-
-    while (*p != '\0' && nroles < MLG_JWT_MAX_ROLES) {
-        roles[nroles++] = p;
-
-        p = strchr(p, ',');
-        if (p == NULL) {
-            break;
-        }
-
-        *p++ = '\0';
-    }
-
     *reason = MLG_REASON_INVALID_TOKEN;
 
     return ngx_http_ml_guard_set_principal(r, ctx, "jwt",
                                            (const u_char *) id->principal,
                                            ngx_strlen(id->principal),
-                                           roles, nroles);
+                                           id->roles, strnlen(id->roles, sizeof(id->roles)));
 }
 
 
@@ -286,7 +265,6 @@ ngx_http_ml_guard_jwt_key(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
     char                         *alg;
     ngx_str_t                    *value, file;
     mlg_jwt_keyset_t             *ks;
-    ngx_pool_cleanup_t           *cln;
     ngx_http_ml_guard_jwt_conf_t *jcf;
 
     jcf = lcf->jwt;
@@ -325,16 +303,11 @@ ngx_http_ml_guard_jwt_key(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
         return NGX_CONF_ERROR;
     }
 
-    /* the keys live as long as this configuration cycle */
-
-    cln = ngx_pool_cleanup_add(cf->pool, 0);
-    if (cln == NULL) {
-        mlg_jwt_keyset_free(ks);
+    if (ngx_http_ml_guard_conf_keep(cf, ks, ngx_http_ml_guard_jwt_keyset_cleanup)
+        != NGX_OK)
+    {
         return NGX_CONF_ERROR;
     }
-
-    cln->handler = ngx_http_ml_guard_jwt_keyset_cleanup;
-    cln->data = ks;
 
     jcf->keyset = ks;
     jcf->key_file = file;

@@ -464,9 +464,8 @@ ngx_http_ml_guard_load_file(ngx_conf_t *cf, ngx_str_t *file,
     void *(*load)(const char *path, char *err, size_t errlen),
     void (*release)(void *data))
 {
-    char                 err[512];
-    void                *obj;
-    ngx_pool_cleanup_t  *cln;
+    char   err[512];
+    void  *obj;
 
     if (ngx_conf_full_name(cf->cycle, file, 1) != NGX_OK) {
         return NULL;
@@ -478,16 +477,30 @@ ngx_http_ml_guard_load_file(ngx_conf_t *cf, ngx_str_t *file,
         return NULL;
     }
 
+    if (ngx_http_ml_guard_conf_keep(cf, obj, release) != NGX_OK) {
+        return NULL;
+    }
+
+    return obj;
+}
+
+
+ngx_int_t
+ngx_http_ml_guard_conf_keep(ngx_conf_t *cf, void *obj,
+    ngx_pool_cleanup_pt release)
+{
+    ngx_pool_cleanup_t  *cln;
+
     cln = ngx_pool_cleanup_add(cf->pool, 0);
     if (cln == NULL) {
         release(obj);
-        return NULL;
+        return NGX_ERROR;
     }
 
     cln->handler = release;
     cln->data = obj;
 
-    return obj;
+    return NGX_OK;
 }
 
 
@@ -977,8 +990,8 @@ ngx_http_ml_guard_api_key_authenticate(ngx_http_request_t *r,
 
     if (ngx_http_ml_guard_set_principal(r, ctx, "api_key",
                                         (u_char *) key->id, ngx_strlen(key->id),
-                                        (const char *const *) key->roles,
-                                        key->nroles)
+                                        key->roles_joined,
+                                        ngx_strlen(key->roles_joined))
         != NGX_OK)
     {
         return NGX_ERROR;
@@ -1042,9 +1055,8 @@ ngx_http_ml_guard_mtls_authenticate(ngx_http_request_t *r,
     e = mlg_rolemap_lookup(lcf->mtls_roles, (char *) cn, (size_t) len);
 
     if (ngx_http_ml_guard_set_principal(r, ctx, "mtls", cn, (size_t) len,
-                                        e ? (const char *const *) e->roles
-                                          : NULL,
-                                        e ? e->nroles : 0)
+                                        e ? e->roles_joined : "",
+                                        e ? ngx_strlen(e->roles_joined) : 0)
         == NGX_OK)
     {
         rc = NGX_OK;
@@ -1068,60 +1080,51 @@ done:
 ngx_int_t
 ngx_http_ml_guard_set_principal(ngx_http_request_t *r,
     ngx_http_ml_guard_ctx_t *ctx, const char *method, const u_char *principal,
-    size_t len, const char *const *roles, size_t nroles)
+    size_t len, const char *roles, size_t roles_len)
 {
-    u_char     *p;
-    size_t      i, total;
+    u_char     *p, *end, *comma;
     ngx_str_t  *role;
 
     ctx->auth_method.data = (u_char *) method;
     ctx->auth_method.len = ngx_strlen(method);
 
-    ctx->principal.data = ngx_pstrdup(r->pool,
-                                      &(ngx_str_t) { len, (u_char *) principal });
+    /* one pool copy of each; the role list points into the roles copy */
+
+    ctx->principal.data = ngx_pnalloc(r->pool, len + roles_len + 1);
     if (ctx->principal.data == NULL) {
         return NGX_ERROR;
     }
-    ctx->principal.len = len;
 
-    ctx->role_list = ngx_array_create(r->pool, nroles ? nroles : 1,
-                                      sizeof(ngx_str_t));
+    ctx->principal.len = len;
+    ctx->roles.data = ngx_cpymem(ctx->principal.data, principal, len);
+    ctx->roles.len = roles_len;
+    ngx_memcpy(ctx->roles.data, roles, roles_len);
+
+    ctx->role_list = ngx_array_create(r->pool, 4, sizeof(ngx_str_t));
     if (ctx->role_list == NULL) {
         return NGX_ERROR;
     }
 
-    total = 0;
-
-    for (i = 0; i < nroles; i++) {
-        role = ngx_array_push(ctx->role_list);
-        if (role == NULL) {
-            return NGX_ERROR;
-        }
-
-        role->len = ngx_strlen(roles[i]);
-        role->data = ngx_pnalloc(r->pool, role->len);
-        if (role->data == NULL) {
-            return NGX_ERROR;
-        }
-
-        ngx_memcpy(role->data, roles[i], role->len);
-        total += role->len + 1;
-    }
-
-    ctx->roles.len = total ? total - 1 : 0;
-    ctx->roles.data = ngx_pnalloc(r->pool, total ? total : 1);
-    if (ctx->roles.data == NULL) {
-        return NGX_ERROR;
-    }
-
     p = ctx->roles.data;
-    role = ctx->role_list->elts;
+    end = p + roles_len;
 
-    for (i = 0; i < ctx->role_list->nelts; i++) {
-        if (i) {
-            *p++ = ',';
+    while (p < end) {
+        comma = ngx_strlchr(p, end, ',');
+        if (comma == NULL) {
+            comma = end;
         }
-        p = ngx_cpymem(p, role[i].data, role[i].len);
+
+        if (comma > p) {
+            role = ngx_array_push(ctx->role_list);
+            if (role == NULL) {
+                return NGX_ERROR;
+            }
+
+            role->data = p;
+            role->len = comma - p;
+        }
+
+        p = comma + 1;
     }
 
     return NGX_OK;

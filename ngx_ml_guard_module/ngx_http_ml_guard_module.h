@@ -182,10 +182,16 @@ extern ngx_module_t  ngx_http_ml_guard_module;
 
 /* ngx_http_ml_guard_module.c */
 ngx_http_ml_guard_ctx_t *ngx_http_ml_guard_get_ctx(ngx_http_request_t *r);
+/* roles: comma-separated ("predict,admin"), as every credential keeps them */
 ngx_int_t ngx_http_ml_guard_set_principal(ngx_http_request_t *r,
     ngx_http_ml_guard_ctx_t *ctx, const char *method, const u_char *principal,
-    size_t len, const char *const *roles, size_t nroles);
+    size_t len, const char *roles, size_t roles_len);
 void ngx_http_ml_guard_wake(ngx_http_request_t *r);
+/* Ties an object loaded at configuration time (keys, schema) to the
+ * configuration cycle: release() runs when the cycle goes away, or at once
+ * if that cannot be arranged (then NGX_ERROR). */
+ngx_int_t ngx_http_ml_guard_conf_keep(ngx_conf_t *cf, void *obj,
+    ngx_pool_cleanup_pt release);
 
 /* ngx_http_ml_guard_problem.c */
 ngx_int_t ngx_http_ml_guard_deny(ngx_http_request_t *r,

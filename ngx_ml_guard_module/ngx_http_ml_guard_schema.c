@@ -95,7 +95,6 @@ ngx_http_ml_guard_schema(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
     char                              err[NGX_MAX_CONF_ERRSTR];
     ngx_str_t                        *value, file;
     mlg_schema_t                     *schema;
-    ngx_pool_cleanup_t               *cln;
     ngx_http_ml_guard_schema_conf_t  *scf;
 
     scf = lcf->schema;
@@ -145,14 +144,11 @@ ngx_http_ml_guard_schema(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
         return NGX_CONF_ERROR;
     }
 
-    cln = ngx_pool_cleanup_add(cf->pool, 0);
-    if (cln == NULL) {
-        mlg_schema_free(schema);
+    if (ngx_http_ml_guard_conf_keep(cf, schema, ngx_http_ml_guard_schema_cleanup)
+        != NGX_OK)
+    {
         return NGX_CONF_ERROR;
     }
-
-    cln->handler = ngx_http_ml_guard_schema_cleanup;
-    cln->data = schema;
 
     scf->schema = schema;
 
