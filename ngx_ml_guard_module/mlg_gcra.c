@@ -180,9 +180,10 @@ mlg_ratelimit_key(char *out, const char *kind, size_t kind_len,
     const unsigned char *value, size_t value_len, const char *suffix)
 {
     static const char  hex[] = "0123456789abcdef";
+    static EVP_MD     *sha256;
+    static EVP_MD_CTX *ctx;
     unsigned char      md[EVP_MAX_MD_SIZE];
     unsigned int       md_len = 0;
-    EVP_MD_CTX        *ctx;
     size_t             slen = strlen(suffix), i;
     int                ok;
     char              *p;
@@ -192,16 +193,22 @@ mlg_ratelimit_key(char *out, const char *kind, size_t kind_len,
     {
         return -1;
     }
-    ctx = EVP_MD_CTX_new();
+    /* fetched once and reused: an implicit fetch per key costs more than
+     * the hash itself (one thread per process, as in nginx) */
+    if (sha256 == NULL) {
+        sha256 = EVP_MD_fetch(NULL, "SHA256", NULL);
+    }
     if (ctx == NULL) {
+        ctx = EVP_MD_CTX_new();
+    }
+    if (sha256 == NULL || ctx == NULL) {
         return -1;
     }
-    ok = EVP_DigestInit_ex(ctx, EVP_sha256(), NULL)
+    ok = EVP_DigestInit_ex2(ctx, sha256, NULL)
          && EVP_DigestUpdate(ctx, kind, kind_len)
          && EVP_DigestUpdate(ctx, "\n", 1)
          && EVP_DigestUpdate(ctx, value, value_len)
          && EVP_DigestFinal_ex(ctx, md, &md_len);
-    EVP_MD_CTX_free(ctx);
     if (!ok || md_len < MLG_GCRA_HASH_HEX_LEN / 2) {
         return -1;
     }

@@ -25,6 +25,7 @@ typedef struct {
     ngx_http_complex_value_t        *key;     /* NULL: principal, else address */
     ngx_str_t                        kind;    /* "key=..." as written */
     char                             id[48];
+    ngx_str_t                        spec;    /* " T tau" for the script */
 } ngx_http_ml_guard_limit_t;
 
 
@@ -33,6 +34,7 @@ struct ngx_http_ml_guard_ratelimit_conf_s {
     mlg_gcra_limit_t                 failures;
     ngx_msec_t                       ban;
     ngx_flag_t                       failures_set;
+    ngx_str_t                        failures_spec;  /* "F T tau ban" */
 };
 
 
@@ -45,10 +47,12 @@ enum {
 
 /* one Redis round trip of a request: the lockout check or the limits */
 typedef struct {
-    ngx_http_request_t              *request;
-    ngx_uint_t                       state;
-    ngx_uint_t                       unavailable;
-    mlg_gcra_result_t                result;
+    ngx_http_request_t                  *request;
+    ngx_http_ml_guard_ratelimit_ctx_t   *rl;
+    ngx_uint_t                           lockout;
+    ngx_uint_t                           state;
+    ngx_uint_t                           unavailable;
+    mlg_gcra_result_t                    result;
 } ngx_http_ml_guard_rl_call_t;
 
 
@@ -124,6 +128,7 @@ ngx_http_ml_guard_ratelimit_merge_conf(ngx_conf_t *cf,
         c->failures = p->failures;
         c->ban = p->ban;
         c->failures_set = p->failures_set;
+        c->failures_spec = p->failures_spec;
     }
 
     ngx_conf_merge_value(c->failures_set, c->failures_set, 0);
@@ -354,6 +359,16 @@ ngx_http_ml_guard_rate_limit(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
         return NGX_CONF_ERROR;
     }
 
+    lim->spec.data = ngx_pnalloc(cf->pool, 2 * (NGX_INT64_LEN + 1));
+    if (lim->spec.data == NULL) {
+        return NGX_CONF_ERROR;
+    }
+
+    lim->spec.len = ngx_sprintf(lim->spec.data, " %L %L",
+                                lim->gcra.interval_us,
+                                lim->gcra.tolerance_us)
+                    - lim->spec.data;
+
     return NGX_CONF_OK;
 }
 
@@ -405,6 +420,18 @@ ngx_http_ml_guard_auth_failures(ngx_conf_t *cf, ngx_command_t *cmd,
 
     rlcf->ban = (ngx_msec_t) ban;
     rlcf->failures_set = 1;
+
+    rlcf->failures_spec.data = ngx_pnalloc(cf->pool, 2 + 3 * (NGX_INT64_LEN + 1));
+    if (rlcf->failures_spec.data == NULL) {
+        return NGX_CONF_ERROR;
+    }
+
+    rlcf->failures_spec.len = ngx_sprintf(rlcf->failures_spec.data,
+                                          "F %L %L %L",
+                                          rlcf->failures.interval_us,
+                                          rlcf->failures.tolerance_us,
+                                          (int64_t) rlcf->ban)
+                              - rlcf->failures_spec.data;
 
     return NGX_CONF_OK;
 }
@@ -624,7 +651,10 @@ ngx_http_ml_guard_rl_ctx(ngx_http_request_t *r, ngx_http_ml_guard_ctx_t *ctx)
         }
 
         rl->lockout.request = r;
+        rl->lockout.rl = rl;
+        rl->lockout.lockout = 1;
         rl->limit.request = r;
+        rl->limit.rl = rl;
         ctx->ratelimit = rl;
     }
 
@@ -747,42 +777,60 @@ ngx_http_ml_guard_rl_build(ngx_http_request_t *r,
 }
 
 
+/*
+ * The script's answer for one call: per limit, how far the stored TAT was
+ * ahead of Redis's clock; for the lockout, how long the ban has left.  The
+ * decision from the same arithmetic with now = 0 is the script's own.
+ */
 static ngx_int_t
-ngx_http_ml_guard_rl_parse(redisReply *reply, mlg_gcra_result_t *res)
+ngx_http_ml_guard_rl_result(ngx_http_ml_guard_rl_call_t *call,
+    const long long *values, ngx_uint_t n)
 {
-    size_t  i;
+    int64_t                             d[MLG_GCRA_MAX_LIMITS];
+    ngx_uint_t                          i;
+    mlg_gcra_result_t                  *res = &call->result;
+    ngx_http_ml_guard_ratelimit_ctx_t  *rl = call->rl;
 
-    if (reply == NULL || reply->type != REDIS_REPLY_ARRAY
-        || reply->elements != 5)
-    {
+    for (i = 0; i < n; i++) {
+        if (values[i] < 0) {
+            return NGX_ERROR;
+        }
+        d[i] = values[i];
+    }
+
+    if (call->lockout) {
+        if (n != 1) {
+            return NGX_ERROR;
+        }
+
+        ngx_memzero(res, sizeof(mlg_gcra_result_t));
+        res->allowed = d[0] == 0;
+        res->retry_after_us = d[0];
+        res->reset_us = d[0];
+        return NGX_OK;
+    }
+
+    if (n != rl->n) {
         return NGX_ERROR;
     }
 
-    for (i = 0; i < 5; i++) {
-        if (reply->element[i]->type != REDIS_REPLY_INTEGER) {
-            return NGX_ERROR;
-        }
-    }
-
-    res->allowed = reply->element[0]->integer == 1;
-    res->index = (int) reply->element[1]->integer;
-    res->remaining = reply->element[2]->integer;
-    res->reset_us = reply->element[3]->integer;
-    res->retry_after_us = reply->element[4]->integer;
+    mlg_gcra_check_all(rl->gcra, d, (int) n, 0, res);
 
     return NGX_OK;
 }
 
 
 static void
-ngx_http_ml_guard_rl_reply(void *data, redisReply *reply)
+ngx_http_ml_guard_rl_reply(void *data, const long long *values, ngx_uint_t n)
 {
     ngx_http_ml_guard_rl_call_t  *call = data;
     ngx_http_request_t           *r = call->request;
 
     call->state = MLG_RL_ANSWERED;
 
-    if (ngx_http_ml_guard_rl_parse(reply, &call->result) != NGX_OK) {
+    if (values == NULL
+        || ngx_http_ml_guard_rl_result(call, values, n) != NGX_OK)
+    {
         call->unavailable = 1;
     }
 
@@ -792,15 +840,17 @@ ngx_http_ml_guard_rl_reply(void *data, redisReply *reply)
 }
 
 
-/* sends one script call; NGX_AGAIN while waiting, NGX_OK when unavailable */
+/* queues one script operation; NGX_AGAIN while waiting, NGX_OK when
+ * unavailable */
 static ngx_int_t
 ngx_http_ml_guard_rl_call(ngx_http_request_t *r,
-    ngx_http_ml_guard_rl_call_t *call, ngx_uint_t nargs, ngx_str_t *args)
+    ngx_http_ml_guard_rl_call_t *call, ngx_uint_t nkeys, ngx_str_t *keys,
+    ngx_str_t *spec, ngx_uint_t nvalues)
 {
     ngx_int_t  rc;
 
-    rc = ngx_http_ml_guard_redis_eval(r->pool, nargs, args,
-                                      ngx_http_ml_guard_rl_reply, call);
+    rc = ngx_http_ml_guard_redis_queue(r->pool, nkeys, keys, spec, nvalues,
+                                       ngx_http_ml_guard_rl_reply, call);
 
     if (rc == NGX_AGAIN) {
         call->state = MLG_RL_WAITING;
@@ -895,8 +945,10 @@ ngx_http_ml_guard_rl_send_limits(ngx_http_request_t *r,
     ngx_http_ml_guard_ratelimit_conf_t *rlcf, ngx_http_ml_guard_ctx_t *ctx,
     ngx_http_ml_guard_ratelimit_ctx_t *rl)
 {
-    ngx_str_t   args[2 + 3 * MLG_GCRA_MAX_LIMITS];
-    ngx_uint_t  i, nargs;
+    u_char                     *p;
+    ngx_str_t                   spec;
+    ngx_uint_t                  i;
+    ngx_http_ml_guard_limit_t  *lim;
 
     if (ngx_http_ml_guard_rl_build(r, rlcf, ctx, rl) != NGX_OK) {
         return NGX_ERROR;
@@ -908,31 +960,28 @@ ngx_http_ml_guard_rl_send_limits(ngx_http_request_t *r,
         return NGX_OK;
     }
 
-    nargs = 0;
-    if (ngx_http_ml_guard_rl_num(r, &args[nargs++], rl->n) != NGX_OK) {
+    /* "L T1 tau1 T2 tau2 ..." of the limits that apply */
+    lim = rlcf->limits->elts;
+
+    spec.len = 1;
+    for (i = 0; i < rl->n; i++) {
+        spec.len += lim[rl->conf_index[i]].spec.len;
+    }
+
+    spec.data = ngx_pnalloc(r->pool, spec.len);
+    if (spec.data == NULL) {
         return NGX_ERROR;
     }
 
+    p = spec.data;
+    *p++ = 'L';
     for (i = 0; i < rl->n; i++) {
-        args[nargs++] = rl->keys[i];
+        p = ngx_cpymem(p, lim[rl->conf_index[i]].spec.data,
+                       lim[rl->conf_index[i]].spec.len);
     }
 
-    ngx_str_set(&args[nargs], "limit");
-    nargs++;
-
-    for (i = 0; i < rl->n; i++) {
-        if (ngx_http_ml_guard_rl_num(r, &args[nargs++],
-                                     rl->gcra[i].interval_us)
-            != NGX_OK
-            || ngx_http_ml_guard_rl_num(r, &args[nargs++],
-                                        rl->gcra[i].tolerance_us)
-               != NGX_OK)
-        {
-            return NGX_ERROR;
-        }
-    }
-
-    return ngx_http_ml_guard_rl_call(r, &rl->limit, nargs, args);
+    return ngx_http_ml_guard_rl_call(r, &rl->limit, rl->n, rl->keys, &spec,
+                                     rl->n);
 }
 
 
@@ -942,7 +991,7 @@ ngx_http_ml_guard_rl_send_ban(ngx_http_request_t *r,
     ngx_http_ml_guard_ratelimit_conf_t *rlcf, ngx_http_ml_guard_ctx_t *ctx,
     ngx_http_ml_guard_ratelimit_ctx_t *rl)
 {
-    ngx_str_t  addr, args[3];
+    ngx_str_t  addr, spec = ngx_string("B");
 
     ngx_http_ml_guard_rl_addr(r, &addr);
 
@@ -952,11 +1001,8 @@ ngx_http_ml_guard_rl_send_ban(ngx_http_request_t *r,
         return NGX_ERROR;
     }
 
-    ngx_str_set(&args[0], "1");
-    args[1] = rl->ban_key;
-    ngx_str_set(&args[2], "ban");
-
-    return ngx_http_ml_guard_rl_call(r, &rl->lockout, 3, args);
+    return ngx_http_ml_guard_rl_call(r, &rl->lockout, 1, &rl->ban_key, &spec,
+                                     1);
 }
 
 
@@ -1058,7 +1104,7 @@ void
 ngx_http_ml_guard_auth_failed(ngx_http_request_t *r,
     ngx_http_ml_guard_loc_conf_t *lcf, ngx_http_ml_guard_ctx_t *ctx)
 {
-    ngx_str_t                            addr, fail_key, args[7];
+    ngx_str_t                            addr, keys[2];
     ngx_int_t                            rc;
     mlg_gcra_result_t                    res;
     ngx_http_ml_guard_redis_conf_t      *rcf;
@@ -1078,7 +1124,7 @@ ngx_http_ml_guard_auth_failed(ngx_http_request_t *r,
 
     ngx_http_ml_guard_rl_addr(r, &addr);
 
-    if (ngx_http_ml_guard_rl_key(r, &fail_key, "addr", 4, &addr, "af")
+    if (ngx_http_ml_guard_rl_key(r, &keys[0], "addr", 4, &addr, "af")
         != NGX_OK
         || (rl->ban_key.len == 0
             && ngx_http_ml_guard_rl_key(r, &rl->ban_key, "addr", 4, &addr,
@@ -1088,28 +1134,16 @@ ngx_http_ml_guard_auth_failed(ngx_http_request_t *r,
         return;
     }
 
-    ngx_str_set(&args[0], "2");
-    args[1] = fail_key;
-    args[2] = rl->ban_key;
-    ngx_str_set(&args[3], "fail");
-
-    if (ngx_http_ml_guard_rl_num(r, &args[4], rlcf->failures.interval_us)
-        != NGX_OK
-        || ngx_http_ml_guard_rl_num(r, &args[5], rlcf->failures.tolerance_us)
-           != NGX_OK
-        || ngx_http_ml_guard_rl_num(r, &args[6], (int64_t) rlcf->ban)
-           != NGX_OK)
-    {
-        return;
-    }
+    keys[1] = rl->ban_key;
 
     /* counted without waiting: nobody needs the reply */
-    rc = ngx_http_ml_guard_redis_eval(r->pool, 7, args, NULL, NULL);
+    rc = ngx_http_ml_guard_redis_queue(r->pool, 2, keys, &rlcf->failures_spec,
+                                       1, NULL, NULL);
 
     if (rc == NGX_DECLINED
         && (rcf->address.len == 0 || rcf->fail == NGX_HTTP_ML_GUARD_FAIL_LOCAL))
     {
-        ngx_http_ml_guard_rl_local(rcf, rlcf, MLG_LOCAL_FAIL, rl, &fail_key,
+        ngx_http_ml_guard_rl_local(rcf, rlcf, MLG_LOCAL_FAIL, rl, &keys[0],
                                    &res);
     }
 }

@@ -1,10 +1,15 @@
 /*
  * hiredis <-> nginx event loop adapter for ml-guard's rate limits.
  *
- * Each worker keeps one non-blocking hiredis connection; commands from all
- * requests pipeline over it.  Every command has its own nginx timer (hiredis
- * 0.14 has no async timeouts).  A circuit breaker decides whether commands
- * are sent at all:
+ * Each worker keeps one non-blocking hiredis connection.  Checks are
+ * queued into a batch, sent as one EVALSHA of the rate-limit script at the
+ * end of the event-loop turn, or, while an earlier batch is still in
+ * flight, as soon as its reply arrives: under load each worker has one
+ * batch at Redis and the next one filling, so batches grow with the load.
+ * Inside Redis a script call, and waking Redis at all, cost far more than
+ * the arithmetic: one call per batch rather than per request is what keeps
+ * a Redis limit cheap.  Every command has its own nginx timer (hiredis 0.14 has no async
+ * timeouts).  A circuit breaker decides whether commands are sent at all:
  *
  *   up    commands are sent.  Any failure (a command timing out, the
  *         connection lost, AUTH/SELECT refused, an error reply) opens the
@@ -15,7 +20,7 @@
  *         (100 ms doubling to 3 s, with jitter so gateways don't probe in
  *         step); when it answers in time, the breaker closes.
  *
- * Each change of state is logged once.  A command outlives its request
+ * Each change of state is logged once.  An operation outlives its request
  * when the request is finalized while the reply is pending: a pool cleanup
  * detaches it, and the command is freed when hiredis is done with it.
  */
@@ -34,16 +39,48 @@
 #define NGX_HTTP_ML_GUARD_REDIS_BACKOFF_MAX  3000
 
 
+/* a batch's limits on what the worker buffers until the end of the turn */
+#define NGX_HTTP_ML_GUARD_REDIS_BATCH_KEYS   512
+#define NGX_HTTP_ML_GUARD_REDIS_BATCH_BYTES  (32 * 1024)
+
+
+/* one operation of a batch: who waits for its part of the reply */
 typedef struct {
-    ngx_event_t                          timer;
     ngx_http_ml_guard_redis_handler_pt   handler;  /* NULL: nobody waits */
     void                                *data;
     ngx_pool_cleanup_t                  *cleanup;
+    ngx_uint_t                           nvalues;
+} ngx_http_ml_guard_redis_op_t;
+
+
+/* one command sent to Redis: a batch of operations, or the probe */
+typedef struct {
+    ngx_event_t                          timer;
+    ngx_uint_t                           probe;
     ngx_uint_t                           retried;
+    ngx_uint_t                           finished; /* waiters were told */
+    ngx_uint_t                           counted;  /* in mlg_redis.inflight */
     int                                  argc;
     const char                         **argv;
     size_t                              *argvlen;
+    ngx_uint_t                           nvalues;
+    ngx_uint_t                           nops;
+    ngx_http_ml_guard_redis_op_t         ops[NGX_HTTP_ML_GUARD_REDIS_BATCH];
 } ngx_http_ml_guard_redis_cmd_t;
+
+
+/* the batch being filled during this event-loop turn */
+typedef struct {
+    ngx_http_ml_guard_redis_cmd_t       *cmd;
+    ngx_event_t                          flush;    /* posted while cmd */
+    ngx_uint_t                           nkeys;
+    size_t                               keys_used;
+    size_t                               specs_used;
+    size_t                               key_len[NGX_HTTP_ML_GUARD_REDIS_BATCH_KEYS];
+    size_t                               spec_len[NGX_HTTP_ML_GUARD_REDIS_BATCH];
+    u_char                               keys[NGX_HTTP_ML_GUARD_REDIS_BATCH_BYTES];
+    u_char                               specs[NGX_HTTP_ML_GUARD_REDIS_BATCH_BYTES];
+} ngx_http_ml_guard_redis_batch_t;
 
 
 typedef struct {
@@ -55,6 +92,8 @@ typedef struct {
     char                                 sha[41];
     const char                          *script;
     size_t                               script_len;
+    ngx_http_ml_guard_redis_batch_t      batch;
+    ngx_uint_t                           inflight;  /* batches sent */
 } ngx_http_ml_guard_redis_worker_t;
 
 
@@ -62,6 +101,7 @@ static ngx_int_t ngx_http_ml_guard_redis_connect(void);
 static void ngx_http_ml_guard_redis_trip(const char *why, size_t len);
 static void ngx_http_ml_guard_redis_reply(redisAsyncContext *ac, void *r,
     void *privdata);
+static void ngx_http_ml_guard_redis_probe_done(redisReply *reply);
 
 
 static ngx_http_ml_guard_redis_worker_t  mlg_redis;
@@ -342,27 +382,86 @@ ngx_http_ml_guard_redis_cleanup(void *privdata)
 /* ---- commands --------------------------------------------------------- */
 
 static void
-ngx_http_ml_guard_redis_finish(ngx_http_ml_guard_redis_cmd_t *cmd,
-    redisReply *reply)
+ngx_http_ml_guard_redis_op_finish(ngx_http_ml_guard_redis_op_t *op,
+    const long long *values)
 {
     ngx_http_ml_guard_redis_handler_pt  handler;
+
+    /* op is about to be freed or forgotten: the pool must not detach it */
+    if (op->cleanup) {
+        op->cleanup->handler = NULL;
+        op->cleanup = NULL;
+    }
+
+    handler = op->handler;
+    op->handler = NULL;
+
+    if (handler) {
+        handler(op->data, values, op->nvalues);
+    }
+}
+
+
+/* tells everyone waiting on cmd: its part of reply, or NULL if failed */
+static void
+ngx_http_ml_guard_redis_cmd_finish(ngx_http_ml_guard_redis_cmd_t *cmd,
+    redisReply *reply)
+{
+    long long    values[MLG_GCRA_MAX_LIMITS];
+    ngx_uint_t   i, j, off, valid;
 
     if (cmd->timer.timer_set) {
         ngx_del_timer(&cmd->timer);
     }
 
-    /* cmd is about to be freed or forgotten: the pool must not detach it */
-    if (cmd->cleanup) {
-        cmd->cleanup->handler = NULL;
-        cmd->cleanup = NULL;
+    if (cmd->finished) {
+        return;
     }
 
-    handler = cmd->handler;
-    cmd->handler = NULL;
+    cmd->finished = 1;
 
-    if (handler) {
-        handler(cmd->data, reply);
+    if (cmd->probe) {
+        ngx_http_ml_guard_redis_probe_done(reply);
+        return;
     }
+
+    valid = reply != NULL && reply->type == REDIS_REPLY_ARRAY
+            && reply->elements == cmd->nvalues;
+
+    for (i = 0; valid && i < reply->elements; i++) {
+        valid = reply->element[i]->type == REDIS_REPLY_INTEGER;
+    }
+
+    for (i = 0, off = 0; i < cmd->nops; i++) {
+        for (j = 0; valid && j < cmd->ops[i].nvalues; j++) {
+            values[j] = reply->element[off + j]->integer;
+        }
+
+        off += cmd->ops[i].nvalues;
+
+        ngx_http_ml_guard_redis_op_finish(&cmd->ops[i],
+                                          valid ? values : NULL);
+    }
+}
+
+
+static void
+ngx_http_ml_guard_redis_cmd_free(ngx_http_ml_guard_redis_cmd_t *cmd)
+{
+    ngx_http_ml_guard_redis_batch_t  *b = &mlg_redis.batch;
+
+    if (cmd->counted && --mlg_redis.inflight == 0
+        && b->cmd != NULL && !b->flush.posted)
+    {
+        /* the batch that filled while this one was out goes now */
+        ngx_post_event(&b->flush, &ngx_posted_events);
+    }
+
+    if (cmd->argv) {
+        ngx_free(cmd->argv);
+    }
+
+    ngx_free(cmd);
 }
 
 
@@ -373,7 +472,7 @@ ngx_http_ml_guard_redis_timeout(ngx_event_t *ev)
 
     ngx_http_ml_guard_metric_add(MLG_METRIC_REDIS_TIMEOUTS, 1);
 
-    ngx_http_ml_guard_redis_finish(cmd, NULL);
+    ngx_http_ml_guard_redis_cmd_finish(cmd, NULL);
 
     /* cmd may be freed from here on: dropping the connection runs its
      * hiredis callback */
@@ -385,55 +484,51 @@ ngx_http_ml_guard_redis_timeout(ngx_event_t *ev)
 static void
 ngx_http_ml_guard_redis_detach(void *data)
 {
-    ngx_http_ml_guard_redis_cmd_t  *cmd = data;
+    ngx_http_ml_guard_redis_op_t  *op = data;
 
-    /* the request is going away; hiredis still owns cmd */
-    cmd->handler = NULL;
-    cmd->data = NULL;
-    cmd->cleanup = NULL;
-
-    if (cmd->timer.timer_set) {
-        ngx_del_timer(&cmd->timer);
-    }
+    /* the request is going away; the batch still holds op */
+    op->handler = NULL;
+    op->data = NULL;
+    op->cleanup = NULL;
 }
 
 
 static ngx_http_ml_guard_redis_cmd_t *
-ngx_http_ml_guard_redis_cmd_new(int argc, ngx_str_t *args)
+ngx_http_ml_guard_redis_cmd_new(void)
 {
-    size_t                          size;
-    u_char                         *p;
-    int                             i;
     ngx_http_ml_guard_redis_cmd_t  *cmd;
 
-    size = sizeof(ngx_http_ml_guard_redis_cmd_t)
-           + argc * (sizeof(char *) + sizeof(size_t));
-    for (i = 0; i < argc; i++) {
-        size += args[i].len;
-    }
-
-    cmd = ngx_alloc(size, ngx_cycle->log);
+    cmd = ngx_alloc(sizeof(ngx_http_ml_guard_redis_cmd_t), ngx_cycle->log);
     if (cmd == NULL) {
         return NULL;
     }
 
-    ngx_memzero(cmd, sizeof(ngx_http_ml_guard_redis_cmd_t));
-    cmd->argc = argc;
-    cmd->argv = (const char **) (cmd + 1);
-    cmd->argvlen = (size_t *) (cmd->argv + argc);
-    p = (u_char *) (cmd->argvlen + argc);
-
-    for (i = 0; i < argc; i++) {
-        cmd->argv[i] = (const char *) p;
-        cmd->argvlen[i] = args[i].len;
-        p = ngx_cpymem(p, args[i].data, args[i].len);
-    }
+    /* the ops are set as they are queued */
+    ngx_memzero(cmd, offsetof(ngx_http_ml_guard_redis_cmd_t, ops));
 
     cmd->timer.handler = ngx_http_ml_guard_redis_timeout;
     cmd->timer.data = cmd;
     cmd->timer.log = ngx_cycle->log;
 
     return cmd;
+}
+
+
+/* cmd's argv: argc strings, with room for `bytes` bytes of them */
+static u_char *
+ngx_http_ml_guard_redis_cmd_argv(ngx_http_ml_guard_redis_cmd_t *cmd,
+    int argc, size_t bytes)
+{
+    cmd->argv = ngx_alloc(argc * (sizeof(char *) + sizeof(size_t)) + bytes,
+                          ngx_cycle->log);
+    if (cmd->argv == NULL) {
+        return NULL;
+    }
+
+    cmd->argc = argc;
+    cmd->argvlen = (size_t *) (cmd->argv + argc);
+
+    return (u_char *) (cmd->argvlen + argc);
 }
 
 
@@ -448,6 +543,8 @@ ngx_http_ml_guard_redis_send(ngx_http_ml_guard_redis_cmd_t *cmd)
         return NGX_ERROR;
     }
 
+    ngx_add_timer(&cmd->timer, mlg_redis.conf->timeout);
+
     return NGX_OK;
 }
 
@@ -461,22 +558,28 @@ ngx_http_ml_guard_redis_reply(redisAsyncContext *ac, void *r, void *privdata)
     size_t                          len;
 
     if (reply != NULL && reply->type == REDIS_REPLY_ERROR
-        && ngx_strncmp(reply->str, "NOSCRIPT", 8) == 0 && !cmd->retried)
+        && ngx_strncmp(reply->str, "NOSCRIPT", 8) == 0
+        && !cmd->retried && !cmd->finished)
     {
         /* script cache flushed (restart, SCRIPT FLUSH): EVAL loads it;
-         * also for commands nobody waits for (failure counts) */
+         * also when nobody waits (failure counts) */
         cmd->retried = 1;
         cmd->argv[0] = "EVAL";
         cmd->argvlen[0] = 4;
         cmd->argv[1] = mlg_redis.script;
         cmd->argvlen[1] = mlg_redis.script_len;
 
-        if (ac == mlg_redis.ac && ngx_http_ml_guard_redis_send(cmd) == NGX_OK) {
+        if (cmd->timer.timer_set) {
+            ngx_del_timer(&cmd->timer);
+        }
+
+        if (ac == mlg_redis.ac && ngx_http_ml_guard_redis_send(cmd) == NGX_OK)
+        {
             return;
         }
 
-        ngx_http_ml_guard_redis_finish(cmd, NULL);
-        ngx_free(cmd);
+        ngx_http_ml_guard_redis_cmd_finish(cmd, NULL);
+        ngx_http_ml_guard_redis_cmd_free(cmd);
         return;
     }
 
@@ -486,8 +589,8 @@ ngx_http_ml_guard_redis_reply(redisAsyncContext *ac, void *r, void *privdata)
         len = ngx_snprintf(why, sizeof(why), "error reply: %*s",
                            (size_t) ngx_min(reply->len, 100), reply->str)
               - why;
-        ngx_http_ml_guard_redis_finish(cmd, NULL);
-        ngx_free(cmd);
+        ngx_http_ml_guard_redis_cmd_finish(cmd, NULL);
+        ngx_http_ml_guard_redis_cmd_free(cmd);
 
         if (ac == mlg_redis.ac) {
             ngx_http_ml_guard_redis_trip((char *) why, len);
@@ -495,33 +598,130 @@ ngx_http_ml_guard_redis_reply(redisAsyncContext *ac, void *r, void *privdata)
         return;
     }
 
-    ngx_http_ml_guard_redis_finish(cmd, reply);
-    ngx_free(cmd);
+    ngx_http_ml_guard_redis_cmd_finish(cmd, reply);
+    ngx_http_ml_guard_redis_cmd_free(cmd);
+}
+
+
+/* sends this turn's batch as one EVALSHA */
+static void
+ngx_http_ml_guard_redis_flush(void)
+{
+    int                               argc;
+    size_t                            bytes;
+    u_char                           *p, *key, *spec, nkeys[NGX_INT_T_LEN];
+    ngx_uint_t                        i, n;
+    ngx_http_ml_guard_redis_cmd_t    *cmd;
+    ngx_http_ml_guard_redis_batch_t  *b = &mlg_redis.batch;
+
+    cmd = b->cmd;
+    if (cmd == NULL) {
+        return;
+    }
+
+    b->cmd = NULL;
+    if (b->flush.posted) {
+        ngx_delete_posted_event(&b->flush);
+    }
+
+    n = ngx_sprintf(nkeys, "%ui", b->nkeys) - nkeys;
+    argc = (int) (3 + b->nkeys + cmd->nops);
+    bytes = n + b->keys_used + b->specs_used;
+
+    p = ngx_http_ml_guard_redis_cmd_argv(cmd, argc, bytes);
+
+    if (p != NULL) {
+        cmd->argv[0] = "EVALSHA";
+        cmd->argvlen[0] = 7;
+        cmd->argv[1] = mlg_redis.sha;
+        cmd->argvlen[1] = 40;
+        cmd->argv[2] = (const char *) p;
+        cmd->argvlen[2] = n;
+        p = ngx_cpymem(p, nkeys, n);
+
+        argc = 3;
+        key = b->keys;
+        for (i = 0; i < b->nkeys; i++, argc++) {
+            cmd->argv[argc] = (const char *) p;
+            cmd->argvlen[argc] = b->key_len[i];
+            p = ngx_cpymem(p, key, b->key_len[i]);
+            key += b->key_len[i];
+        }
+
+        spec = b->specs;
+        for (i = 0; i < cmd->nops; i++, argc++) {
+            cmd->argv[argc] = (const char *) p;
+            cmd->argvlen[argc] = b->spec_len[i];
+            p = ngx_cpymem(p, spec, b->spec_len[i]);
+            spec += b->spec_len[i];
+        }
+    }
+
+    b->nkeys = 0;
+    b->keys_used = 0;
+    b->specs_used = 0;
+
+    if (p == NULL || !mlg_redis.up
+        || ngx_http_ml_guard_redis_send(cmd) != NGX_OK)
+    {
+        /* the breaker opened since they were queued: fail= decides */
+        ngx_http_ml_guard_redis_cmd_finish(cmd, NULL);
+        ngx_http_ml_guard_redis_cmd_free(cmd);
+        return;
+    }
+
+    cmd->counted = 1;
+    mlg_redis.inflight++;
+}
+
+
+static void
+ngx_http_ml_guard_redis_flush_handler(ngx_event_t *ev)
+{
+    ngx_http_ml_guard_redis_flush();
 }
 
 
 ngx_int_t
-ngx_http_ml_guard_redis_eval(ngx_pool_t *pool, ngx_uint_t nargs,
-    ngx_str_t *args, ngx_http_ml_guard_redis_handler_pt handler, void *data)
+ngx_http_ml_guard_redis_queue(ngx_pool_t *pool, ngx_uint_t nkeys,
+    ngx_str_t *keys, ngx_str_t *spec, ngx_uint_t nvalues,
+    ngx_http_ml_guard_redis_handler_pt handler, void *data)
 {
-    ngx_str_t                       argv[2 + 3 * MLG_GCRA_MAX_LIMITS + 8];
-    ngx_uint_t                      i;
-    ngx_pool_cleanup_t             *cln;
-    ngx_http_ml_guard_redis_cmd_t  *cmd;
+    size_t                            bytes;
+    ngx_uint_t                        i;
+    ngx_pool_cleanup_t               *cln;
+    ngx_http_ml_guard_redis_op_t     *op;
+    ngx_http_ml_guard_redis_batch_t  *b = &mlg_redis.batch;
 
     if (!mlg_redis.up || mlg_redis.ac == NULL) {
         return NGX_DECLINED;
     }
 
-    if (nargs + 2 > sizeof(argv) / sizeof(argv[0])) {
+    bytes = 0;
+    for (i = 0; i < nkeys; i++) {
+        bytes += keys[i].len;
+    }
+
+    if (nkeys > MLG_GCRA_MAX_LIMITS || nvalues > MLG_GCRA_MAX_LIMITS
+        || bytes > NGX_HTTP_ML_GUARD_REDIS_BATCH_BYTES / 4
+        || spec->len > NGX_HTTP_ML_GUARD_REDIS_BATCH_BYTES / 4)
+    {
         return NGX_ERROR;
     }
 
-    ngx_str_set(&argv[0], "EVALSHA");
-    argv[1].data = (u_char *) mlg_redis.sha;
-    argv[1].len = 40;
-    for (i = 0; i < nargs; i++) {
-        argv[i + 2] = args[i];
+    if (b->cmd != NULL
+        && (b->cmd->nops == NGX_HTTP_ML_GUARD_REDIS_BATCH
+            || b->nkeys + nkeys > NGX_HTTP_ML_GUARD_REDIS_BATCH_KEYS
+            || b->keys_used + bytes > NGX_HTTP_ML_GUARD_REDIS_BATCH_BYTES
+            || b->specs_used + spec->len
+               > NGX_HTTP_ML_GUARD_REDIS_BATCH_BYTES))
+    {
+        /* full: this one starts the next batch */
+        ngx_http_ml_guard_redis_flush();
+
+        if (!mlg_redis.up || mlg_redis.ac == NULL) {
+            return NGX_DECLINED;
+        }
     }
 
     cln = ngx_pool_cleanup_add(pool, 0);
@@ -529,23 +729,36 @@ ngx_http_ml_guard_redis_eval(ngx_pool_t *pool, ngx_uint_t nargs,
         return NGX_ERROR;
     }
 
-    cmd = ngx_http_ml_guard_redis_cmd_new((int) nargs + 2, argv);
-    if (cmd == NULL) {
-        return NGX_ERROR;
+    if (b->cmd == NULL) {
+        b->cmd = ngx_http_ml_guard_redis_cmd_new();
+        if (b->cmd == NULL) {
+            return NGX_ERROR;
+        }
+
+        if (mlg_redis.inflight == 0) {
+            ngx_post_event(&b->flush, &ngx_posted_events);
+        }
     }
 
-    if (ngx_http_ml_guard_redis_send(cmd) != NGX_OK) {
-        ngx_free(cmd);
-        return NGX_DECLINED;
+    for (i = 0; i < nkeys; i++) {
+        b->key_len[b->nkeys++] = keys[i].len;
+        ngx_memcpy(b->keys + b->keys_used, keys[i].data, keys[i].len);
+        b->keys_used += keys[i].len;
     }
 
-    cmd->handler = handler;
-    cmd->data = data;
-    cmd->cleanup = cln;
+    b->spec_len[b->cmd->nops] = spec->len;
+    ngx_memcpy(b->specs + b->specs_used, spec->data, spec->len);
+    b->specs_used += spec->len;
+
+    op = &b->cmd->ops[b->cmd->nops++];
+    op->handler = handler;
+    op->data = data;
+    op->nvalues = nvalues;
+    op->cleanup = cln;
+    b->cmd->nvalues += nvalues;
+
     cln->handler = ngx_http_ml_guard_redis_detach;
-    cln->data = cmd;
-
-    ngx_add_timer(&cmd->timer, mlg_redis.conf->timeout);
+    cln->data = op;
 
     return NGX_AGAIN;
 }
@@ -620,7 +833,7 @@ ngx_http_ml_guard_redis_trip(const char *why, size_t len)
 
 
 static void
-ngx_http_ml_guard_redis_probe_done(void *data, redisReply *reply)
+ngx_http_ml_guard_redis_probe_done(redisReply *reply)
 {
     if (reply == NULL || reply->type != REDIS_REPLY_STRING) {
         /* still down; trip() schedules the next probe */
@@ -640,7 +853,7 @@ ngx_http_ml_guard_redis_probe_done(void *data, redisReply *reply)
 static void
 ngx_http_ml_guard_redis_probe(ngx_event_t *ev)
 {
-    ngx_str_t                       argv[3];
+    u_char                         *p;
     ngx_http_ml_guard_redis_cmd_t  *cmd;
 
     if (ngx_exiting || ngx_terminate) {
@@ -652,22 +865,26 @@ ngx_http_ml_guard_redis_probe(ngx_event_t *ev)
         return;
     }
 
-    ngx_str_set(&argv[0], "SCRIPT");
-    ngx_str_set(&argv[1], "LOAD");
-    argv[2].data = (u_char *) mlg_redis.script;
-    argv[2].len = mlg_redis.script_len;
+    cmd = ngx_http_ml_guard_redis_cmd_new();
+    p = (cmd == NULL) ? NULL
+                      : ngx_http_ml_guard_redis_cmd_argv(cmd, 3, 0);
 
-    cmd = ngx_http_ml_guard_redis_cmd_new(3, argv);
-    if (cmd == NULL || ngx_http_ml_guard_redis_send(cmd) != NGX_OK) {
-        if (cmd) {
-            ngx_free(cmd);
-        }
-        ngx_http_ml_guard_redis_trip("probe not sent", 14);
-        return;
+    if (p != NULL) {
+        cmd->probe = 1;
+        cmd->argv[0] = "SCRIPT";
+        cmd->argvlen[0] = 6;
+        cmd->argv[1] = "LOAD";
+        cmd->argvlen[1] = 4;
+        cmd->argv[2] = mlg_redis.script;
+        cmd->argvlen[2] = mlg_redis.script_len;
     }
 
-    cmd->handler = ngx_http_ml_guard_redis_probe_done;
-    ngx_add_timer(&cmd->timer, mlg_redis.conf->timeout);
+    if (p == NULL || ngx_http_ml_guard_redis_send(cmd) != NGX_OK) {
+        if (cmd) {
+            ngx_http_ml_guard_redis_cmd_free(cmd);
+        }
+        ngx_http_ml_guard_redis_trip("probe not sent", 14);
+    }
 }
 
 
@@ -810,6 +1027,9 @@ ngx_http_ml_guard_redis_init_worker(ngx_cycle_t *cycle,
         return NGX_ERROR;
     }
 
+    mlg_redis.batch.flush.handler = ngx_http_ml_guard_redis_flush_handler;
+    mlg_redis.batch.flush.log = cycle->log;
+
     mlg_redis.probe.handler = ngx_http_ml_guard_redis_probe;
     mlg_redis.probe.log = cycle->log;
     mlg_redis.probe.cancelable = 1;
@@ -843,5 +1063,9 @@ ngx_http_ml_guard_redis_exit_worker(ngx_cycle_t *cycle)
     }
 
     mlg_redis.up = 0;
+
+    /* a batch not sent yet fails (flush sees the breaker open) */
+    ngx_http_ml_guard_redis_flush();
+
     ngx_http_ml_guard_redis_drop();
 }

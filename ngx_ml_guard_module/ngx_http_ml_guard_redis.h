@@ -10,8 +10,6 @@
 #include <ngx_core.h>
 #include <ngx_http.h>
 
-#include <hiredis/hiredis.h>
-
 #include "ngx_http_ml_guard_module.h"
 
 
@@ -37,13 +35,14 @@ struct ngx_http_ml_guard_redis_conf_s {
 
 
 /*
- * Called with the reply, or with NULL when Redis could not answer (timeout,
- * connection lost, breaker opened, error reply).  Never called synchronously
- * from ngx_http_ml_guard_redis_eval(), and never after the pool given there
- * was destroyed.
+ * Called with one operation's integers from the script's reply (n of them),
+ * or with NULL when Redis could not answer (timeout, connection lost,
+ * breaker opened, error reply).  Never called synchronously from
+ * ngx_http_ml_guard_redis_queue(), and never after the pool given there was
+ * destroyed.
  */
 typedef void (*ngx_http_ml_guard_redis_handler_pt)(void *data,
-    redisReply *reply);
+    const long long *values, ngx_uint_t n);
 
 
 /* Parses "ml_guard_redis ADDRESS [timeout=] [fail=] [password=] [db=]". */
@@ -55,15 +54,23 @@ ngx_int_t ngx_http_ml_guard_redis_init_worker(ngx_cycle_t *cycle,
     ngx_http_ml_guard_redis_conf_t *rcf);
 void ngx_http_ml_guard_redis_exit_worker(ngx_cycle_t *cycle);
 
+/* Operations one script call carries at most; more wait for the next. */
+#define NGX_HTTP_ML_GUARD_REDIS_BATCH  64
+
 /*
- * Runs the rate-limit script: EVALSHA sha ARGS..., where args[0] is the key
- * count.  On NOSCRIPT it is retried once as EVAL (which also loads it).
- * Returns NGX_AGAIN when sent (handler follows), NGX_DECLINED when Redis is
- * unavailable right now (breaker open: use the fail mode at once), or
- * NGX_ERROR.  A pool cleanup detaches the command when pool goes away first.
+ * Queues one operation of the rate-limit script (mlg_ratelimit.lua): its
+ * keys, its spec ("L T tau ..", "B", "F T tau ban") and the number of
+ * integers it adds to the reply.  All operations queued in one event-loop
+ * turn go to Redis as one EVALSHA at the end of the turn (retried once as
+ * EVAL on NOSCRIPT), with one deadline.  Returns NGX_AGAIN when queued
+ * (handler follows; may be NULL when nobody waits), NGX_DECLINED when Redis
+ * is unavailable right now (breaker open: use the fail mode at once), or
+ * NGX_ERROR.  A pool cleanup detaches the operation when pool goes away
+ * first.
  */
-ngx_int_t ngx_http_ml_guard_redis_eval(ngx_pool_t *pool, ngx_uint_t nargs,
-    ngx_str_t *args, ngx_http_ml_guard_redis_handler_pt handler, void *data);
+ngx_int_t ngx_http_ml_guard_redis_queue(ngx_pool_t *pool, ngx_uint_t nkeys,
+    ngx_str_t *keys, ngx_str_t *spec, ngx_uint_t nvalues,
+    ngx_http_ml_guard_redis_handler_pt handler, void *data);
 
 /* 1 while Redis is considered available (breaker closed). */
 ngx_uint_t ngx_http_ml_guard_redis_available(void);

@@ -1,7 +1,11 @@
 # The Redis rate-limit script (ngx_ml_guard_module/mlg_ratelimit.lua) run
 # directly against a private redis-server: GCRA burst/sustained/refill, several
-# limits in one call (a denial consumes nothing), TTLs, the lockout modes,
-# argument checking, and exactness with concurrent clients.
+# limits in one operation (a denial consumes nothing), batches of operations
+# in one call (in order, on one clock reading), TTLs, the lockout operations,
+# argument checking, and exactness with concurrent clients.  The script
+# answers, per limit, how far the stored TAT was ahead of Redis's clock;
+# decide() derives the result as the module does (mlg_gcra_check_all with
+# now = 0), so these tests check the pair.
 use strict;
 use warnings;
 use Test::More;
@@ -24,14 +28,38 @@ my $r = MLGuard::RESP->connect($srv->{socket}) or die "connect: $!";
 my $sha = $r->cmd('SCRIPT', 'LOAD', $script);
 is($sha, sha1_hex($script), 'SCRIPT LOAD returns the sha1 the module computes');
 
-# limit(KEYS => [..], limits => [[T, tau], ...]) -> {allowed, index, ...}
+# mlg_gcra_check_all() with now = 0: ahead of the clock by $d[i] per limit
+sub decide {
+    my ($lims, $d) = @_;
+    my $res = { allowed => 1, index => -1, remaining => 0, reset => 0, retry => 0 };
+    my $first = 1;
+    for my $i (0 .. $#$lims) {
+        my ($T, $tau) = @{ $lims->[$i] };
+        if ($d->[$i] > $tau) {
+            if ($res->{allowed} || $d->[$i] - $tau > $res->{retry}) {
+                @$res{qw(index remaining reset retry)} = ($i, 0, $d->[$i], $d->[$i] - $tau);
+            }
+            $res->{allowed} = 0;
+            next;
+        }
+        my $rem = int(($tau - $d->[$i]) / $T);
+        if ($res->{allowed} && ($first || $rem < $res->{remaining})) {
+            @$res{qw(index remaining reset)} = ($i, $rem, $d->[$i] + $T);
+        }
+        $first = 0;
+    }
+    return $res;
+}
+
+sub spec { join ' ', 'L', map { @$_ } @_ }
+
+# limit($conn, [keys], [T, tau], ...) -> {allowed, index, remaining, reset, retry}
 sub limit {
     my ($conn, $keys, @lims) = @_;
-    my $v = $conn->cmd('EVALSHA', $sha, scalar(@$keys), @$keys, 'limit',
-                       map { @$_ } @lims);
+    my $v = $conn->cmd('EVALSHA', $sha, scalar(@$keys), @$keys, spec(@lims));
     die "script error: $v->{error}" if ref $v eq 'HASH';
-    return { allowed => $v->[0], index => $v->[1], remaining => $v->[2],
-             reset => $v->[3], retry => $v->[4] };
+    die "expected " . @lims . " values, got " . @$v unless @$v == @lims;
+    return decide(\@lims, $v);
 }
 
 # --- burst: 1r/m burst=49 allows exactly 50 at once -----------------------
@@ -110,37 +138,71 @@ sub limit {
     is($ok, 7, 'the fast limit alone still has its 7');
 }
 
+# --- a batch: operations in order, as if one after another ------------------
+{
+    my @lim = ($MIN, 2 * $MIN);    # 1r/m burst=2: 3 at once
+    my @keys = ('t:b1', 't:b2', 't:b1', 't:b1', 't:b1', 't:b2');
+    my $v = $r->cmd('EVALSHA', $sha, scalar(@keys), @keys, (spec(\@lim)) x @keys);
+    is(ref $v, 'ARRAY', 'a batch of 6 operations answers');
+    my @allowed = map { decide([\@lim], [$_])->{allowed} } @$v;
+    is_deeply(\@allowed, [1, 1, 1, 1, 0, 1], 'per key in order: t:b1 allows 3 then denies');
+    is_deeply([ @$v[0, 2, 3] ], [0, $MIN, 2 * $MIN], 'each sees the TAT its predecessor left');
+    my $pttl = $r->cmd('PTTL', 't:b1');
+    ok($pttl > 2 * 60_000 && $pttl <= 3 * 60_000, "one write per key, TTL of the last ($pttl ms)");
+
+    # mixed operations in one batch: limits, a ban check, a failure
+    my @f = (20 * $SEC, 0, 1000);
+    $v = $r->cmd('EVALSHA', $sha, 5, 't:b3', 't:ban2', 't:af2', 't:ban2', 't:b3',
+                 spec([$SEC, 0]), 'B', "F @f", spec([$SEC, 0]));
+    is_deeply([ map { $_ > 0 ? 1 : 0 } @$v ], [0, 0, 0, 1], 'L, B, F, L: four answers in order');
+    $v = $r->cmd('EVALSHA', $sha, 3, 't:af2', 't:ban2', 't:ban2', "F @f", 'B');
+    is($v->[0] > 0 ? 1 : 0, 1, 'second failure at once is over the limit');
+    ok($v->[1] > 900_000 && $v->[1] <= 1_000_000, "ban set in the same batch is seen ($v->[1] us)");
+}
+
 # --- lockout -----------------------------------------------------------------
 {
     # 3r/m: 3 failures tolerated at once, the 4th bans for 2 s
     my @f = (20 * $SEC, 2 * 20 * $SEC, 2000);
-    my $ban = $r->cmd('EVALSHA', $sha, 1, 't:ban', 'ban');
-    is($ban->[0], 1, 'no ban yet');
+    my $ban = $r->cmd('EVALSHA', $sha, 1, 't:ban', 'B');
+    is_deeply($ban, [0], 'no ban yet');
     for my $i (1 .. 3) {
-        my $v = $r->cmd('EVALSHA', $sha, 2, 't:af', 't:ban', 'fail', @f);
-        is($v->[0], 1, "failure $i tolerated");
-        is($v->[2], 3 - $i, "failure $i: " . (3 - $i) . ' more tolerated');
+        my $v = $r->cmd('EVALSHA', $sha, 2, 't:af', 't:ban', "F @f");
+        my $res = decide([[ @f[0, 1] ]], $v);
+        is($res->{allowed}, 1, "failure $i tolerated");
+        is($res->{remaining}, 3 - $i, "failure $i: " . (3 - $i) . ' more tolerated');
     }
-    my $v = $r->cmd('EVALSHA', $sha, 2, 't:af', 't:ban', 'fail', @f);
-    is($v->[0], 0, 'failure 4 bans');
-    is($v->[4], 2_000_000, 'ban retry = ban time');
+    my $v = $r->cmd('EVALSHA', $sha, 2, 't:af', 't:ban', "F @f");
+    is(decide([[ @f[0, 1] ]], $v)->{allowed}, 0, 'failure 4 is over the limit');
     is($r->cmd('EXISTS', 't:af'), 0, 'failure count forgotten once banned');
-    $ban = $r->cmd('EVALSHA', $sha, 1, 't:ban', 'ban');
-    is($ban->[0], 0, 'banned');
-    ok($ban->[4] > 1_500_000 && $ban->[4] <= 2_000_000, "ban retry $ban->[4] us");
-    sleep(($ban->[4] + 10_000) / $SEC);
-    $ban = $r->cmd('EVALSHA', $sha, 1, 't:ban', 'ban');
-    is($ban->[0], 1, 'ban lifted after ban time');
+    $ban = $r->cmd('EVALSHA', $sha, 1, 't:ban', 'B');
+    ok($ban->[0] > 1_500_000 && $ban->[0] <= 2_000_000, "banned: $ban->[0] us left");
+    my $pttl = $r->cmd('PTTL', 't:ban');
+    ok($pttl > 1500 && $pttl <= 2000, "ban key expires with the ban ($pttl ms)");
+    sleep(($ban->[0] + 10_000) / $SEC);
+    $ban = $r->cmd('EVALSHA', $sha, 1, 't:ban', 'B');
+    is_deeply($ban, [0], 'ban lifted after ban time');
 }
 
 # --- argument checking --------------------------------------------------------
 {
-    my $e = $r->cmd('EVALSHA', $sha, 1, 't:x', 'limit', 'abc', 0);
-    like($e->{error} // '', qr/bad argument/, 'non-numeric interval rejected');
-    $e = $r->cmd('EVALSHA', $sha, 1, 't:x', 'limit', 0, 0);
-    like($e->{error} // '', qr/interval must be positive/, 'zero interval rejected');
-    $e = $r->cmd('EVALSHA', $sha, 1, 't:x', 'nonsense');
-    like($e->{error} // '', qr/unknown mode/, 'unknown mode rejected');
+    my @bad = (
+        [ [1, 't:x', 'L abc 0'], qr/bad number/, 'non-numeric interval' ],
+        [ [1, 't:x', 'L 0 0'], qr/bad operation/, 'zero interval' ],
+        [ [1, 't:x', 'L 1.5 0'], qr/bad number/, 'fractional interval' ],
+        [ [1, 't:x', 'L -1 0'], qr/bad number/, 'negative interval' ],
+        [ [1, 't:x', 'L 9007199254740993 0'], qr/bad number/, 'interval beyond 2^53' ],
+        [ [1, 't:x', 'L 1'], qr/bad operation/, 'interval without tolerance' ],
+        [ [1, 't:x', 'nonsense'], qr/bad operation/, 'unknown operation' ],
+        [ [2, 't:x', 't:y', 'L 1 0'], qr/more keys/, 'more keys than used' ],
+        [ [1, 't:x', 'L 1 0 1 0'], qr/too few keys/, 'fewer keys than limits' ],
+        [ [2, 't:x', 't:y', 'L 1 0', 'F 1 0 0'], qr/bad operation/, 'zero ban' ],
+    );
+    for my $case (@bad) {
+        my ($args, $re, $what) = @$case;
+        my $e = $r->cmd('EVALSHA', $sha, @$args);
+        like(ref $e eq 'HASH' ? $e->{error} : '', $re, "$what rejected");
+    }
     is($r->cmd('EXISTS', 't:x'), 0, 'nothing written on errors');
 }
 
@@ -156,12 +218,12 @@ sub limit {
             my $conn = MLGuard::RESP->connect($srv->{socket}) or POSIX::_exit(2);
             # pipeline all requests at once to maximise interleaving
             $conn->send_raw(join '', map {
-                MLGuard::RESP::encode('EVALSHA', $sha, 1, 't:conc', 'limit',
-                                      $MIN, 49 * $MIN) } 1 .. $each);
+                MLGuard::RESP::encode('EVALSHA', $sha, 1, 't:conc',
+                                      spec([$MIN, 49 * $MIN])) } 1 .. $each);
             my $ok = 0;
             for (1 .. $each) {
                 my $v = $conn->read_reply;
-                $ok += $v->[0] if ref $v eq 'ARRAY';
+                $ok += decide([[$MIN, 49 * $MIN]], $v)->{allowed} if ref $v eq 'ARRAY';
             }
             syswrite $wr, "$ok\n";
             POSIX::_exit(0);
