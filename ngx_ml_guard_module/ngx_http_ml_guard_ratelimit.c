@@ -871,28 +871,17 @@ ngx_http_ml_guard_rl_call(ngx_http_request_t *r,
 
 
 static ngx_int_t
-ngx_http_ml_guard_rl_num(ngx_http_request_t *r, ngx_str_t *s, int64_t n)
-{
-    s->data = ngx_pnalloc(r->pool, NGX_INT64_LEN);
-    if (s->data == NULL) {
-        return NGX_ERROR;
-    }
-
-    s->len = ngx_sprintf(s->data, "%L", n) - s->data;
-
-    return NGX_OK;
-}
-
-
-static ngx_int_t
 ngx_http_ml_guard_rl_header(ngx_http_request_t *r, const char *name,
     int64_t n)
 {
     ngx_str_t  v;
 
-    if (ngx_http_ml_guard_rl_num(r, &v, n) != NGX_OK) {
+    v.data = ngx_pnalloc(r->pool, NGX_INT64_LEN);
+    if (v.data == NULL) {
         return NGX_ERROR;
     }
+
+    v.len = ngx_sprintf(v.data, "%L", n) - v.data;
 
     return ngx_http_ml_guard_add_header(r, name, &v);
 }
