@@ -19,64 +19,88 @@
 --   "L T1 tau1 .. Tn taun"  the n limits of one request (interval T,
 --       tolerance tau, microseconds) over the next n keys.  Allowed only if
 --       every limit allows; a denial consumes nothing.
+--   "cL T1 tau1 .."  the same for c identical requests (same keys, same
+--       limits: one client's requests in one batch), one after another:
+--       the allowed ones are the first k, each a T further ahead.
 --   "B"  the ban in the next key.
 --   "F T tau ban"  one failed authentication: the next key counts failures,
 --       the one after is the ban key; over the limit: ban for `ban` ms and
 --       forget the count.
 -- Requests repeat the same strings: each distinct one is parsed once per
--- batch.  Globals and function calls are slow in Redis's Lua, hence the
--- locals and the inlined code.
+-- batch, the common one-limit "cL T tau" by one pattern.  Globals and
+-- function calls are slow in Redis's Lua, hence the locals and the inlined
+-- code.
 -- Reply: per operation, one integer per limit (B and F: one), in order:
 --   L, F  max(TAT, now) - now before this request: allowed iff <= tau
+--   cL    the same before the first of the c requests, then k
 --   B     microseconds the ban has left (0: none)
 -- A ban key holds the ban's end, a limit key its TAT (microseconds).
 
 local KEYS, ARGV, tonumber, floor = KEYS, ARGV, tonumber, math.floor
+local call, match = redis.call, string.match
+local BIG = 9007199254740992  -- 2^53
 
-local t = redis.call('TIME')
+local t = call('TIME')
 local now = t[1] * 1000000 + t[2]
 
 local nkeys, nops = #KEYS, #ARGV
-local cur, ttl, dirty, nd = {}, {}, {}, 0
+-- cur: every key's value; dirty: true to write it, false to delete it
+local cur, dirty = {}, {}
 
-if nkeys > 0 then
-  local vals = redis.call('MGET', unpack(KEYS))
-  for i = 1, nkeys do
-    local key = KEYS[i]
-    if cur[key] == nil then
-      cur[key] = tonumber(vals[i]) or 0
-    end
+if nkeys == 1 then
+  cur[KEYS[1]] = tonumber(call('GET', KEYS[1])) or 0
+elseif nkeys > 1 then
+  local vals = call('MGET', unpack(KEYS))
+  for i = nkeys, 1, -1 do  -- a key given twice: the first one's value
+    cur[KEYS[i]] = tonumber(vals[i]) or 0
   end
 end
 
-local specs, out, o, k = {}, {}, 0, 1
-local d = {}
-
-for a = 1, nops do
-  local s = ARGV[a]
-  local p = specs[s]
-
-  if p == nil then
-    -- {opcode, numbers...}, checked
-    p = {string.sub(s, 1, 1)}
-    if p[1] ~= 'L' and p[1] ~= 'B' and p[1] ~= 'F' then
+-- "cL T tau .." -> {op, T, tau, ..; c = requests}, checked
+local function parse(s)
+  local c, op, x, y = match(s, '^(%d*)(L) (%d+) (%d+)$')
+  local p
+  if op then
+    p = {op, tonumber(x), tonumber(y)}
+  else
+    c, op = match(s, '^(%d*)([LBF])')
+    if op == nil then
       error('ml-guard: bad operation "' .. s .. '"')
     end
-    for v in string.gmatch(string.sub(s, 2), '%S+') do
+    p = {op}
+    for v in string.gmatch(string.sub(s, #c + 2), '%S+') do
       local x = tonumber(v)
-      if x == nil or x < 0 or x ~= floor(x) or x >= 9007199254740992 then
+      if x == nil or x < 0 or x ~= floor(x) then
         error('ml-guard: bad number in "' .. s .. '"')
       end
       p[#p + 1] = x
     end
-    local n, op = #p - 1, p[1]
-    if not ((op == 'L' and n >= 2 and n % 2 == 0 and n <= 32)
-            or (op == 'B' and n == 0)
-            or (op == 'F' and n == 3 and p[4] >= 1))
-       or (op ~= 'B' and (p[2] < 1 or (n > 2 and p[4] < 1)))
-    then
-      error('ml-guard: bad operation "' .. s .. '"')
+  end
+  for i = 2, #p do
+    if p[i] >= BIG then
+      error('ml-guard: bad number in "' .. s .. '"')
     end
+  end
+  local n = #p - 1
+  p.c = tonumber(c) or 1
+  if not ((op == 'L' and n >= 2 and n % 2 == 0 and n <= 32)
+          or (op == 'B' and n == 0)
+          or (op == 'F' and n == 3 and p[4] >= 1))
+     or (op ~= 'B' and (p[2] < 1 or (n > 2 and p[4] < 1)))
+     or (c ~= '' and (op ~= 'L' or p.c < 2 or p.c > 65535))
+  then
+    error('ml-guard: bad operation "' .. s .. '"')
+  end
+  return p
+end
+
+local specs, out, o, k = {}, {}, 0, 1
+
+for a = 1, nops do
+  local s = ARGV[a]
+  local p = specs[s]
+  if p == nil then
+    p = parse(s)
     specs[s] = p
   end
 
@@ -87,26 +111,37 @@ for a = 1, nops do
     if k + n - 1 > nkeys then
       error('ml-guard: too few keys')
     end
-    local allowed = true
+    -- allowed: the first `a` of the c requests; request j (from 0) sees
+    -- d + j * T on every limit and is allowed iff that is <= tau on all
+    local a, o0 = p.c, o
     for i = 0, n - 1 do
       local tat = cur[KEYS[k + i]]
-      local di = tat > now and tat - now or 0
-      if di > p[3 + 2 * i] then
-        allowed = false
+      local d = tat > now and tat - now or 0
+      local room = p[3 + 2 * i] - d
+      if room < 0 then
+        a = 0
+      elseif a > 1 then
+        local T = p[2 + 2 * i]
+        local q = floor(room / T)
+        if q * T > room then
+          q = q - 1  -- the division rounded up
+        end
+        if q + 1 < a then
+          a = q + 1
+        end
       end
-      d[i] = di
       o = o + 1
-      out[o] = di
+      out[o] = d
     end
-    if allowed then
+    if p.c > 1 then
+      o = o + 1
+      out[o] = a
+    end
+    if a > 0 then
       for i = 0, n - 1 do
         local key = KEYS[k + i]
-        if ttl[key] == nil then
-          nd = nd + 1
-          dirty[nd] = key
-        end
-        cur[key] = now + d[i] + p[2 + 2 * i]
-        ttl[key] = true
+        cur[key] = now + out[o0 + 1 + i] + a * p[2 + 2 * i]
+        dirty[key] = true
       end
     end
     k = k + n
@@ -126,23 +161,15 @@ for a = 1, nops do
     end
     local fkey, bkey = KEYS[k], KEYS[k + 1]
     local tat = cur[fkey]
-    local di = tat > now and tat - now or 0
-    if ttl[fkey] == nil then
-      nd = nd + 1
-      dirty[nd] = fkey
-    end
-    if di <= p[3] then
-      cur[fkey], ttl[fkey] = now + di + p[2], true
+    local d = tat > now and tat - now or 0
+    if d <= p[3] then
+      cur[fkey], dirty[fkey] = now + d + p[2], true
     else
-      if ttl[bkey] == nil then
-        nd = nd + 1
-        dirty[nd] = bkey
-      end
-      cur[bkey], ttl[bkey] = now + p[4] * 1000, true
-      cur[fkey], ttl[fkey] = 0, false
+      cur[bkey], dirty[bkey] = now + p[4] * 1000, true
+      cur[fkey], dirty[fkey] = 0, false
     end
     o = o + 1
-    out[o] = di
+    out[o] = d
     k = k + 2
   end
 end
@@ -152,13 +179,12 @@ if k ~= nkeys + 1 then
 end
 
 -- a key is worthless once its value (a TAT, a ban's end) has passed
-for i = 1, nd do
-  local key = dirty[i]
-  if ttl[key] then
-    redis.call('SET', key, string.format('%d', cur[key]), 'PX',
-               string.format('%d', math.ceil((cur[key] - now) / 1000)))
+for key, keep in pairs(dirty) do
+  if keep then
+    call('SET', key, string.format('%d', cur[key]), 'PX',
+         string.format('%d', math.ceil((cur[key] - now) / 1000)))
   else
-    redis.call('DEL', key)
+    call('DEL', key)
   end
 end
 

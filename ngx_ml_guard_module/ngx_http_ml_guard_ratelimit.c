@@ -784,18 +784,27 @@ ngx_http_ml_guard_rl_build(ngx_http_request_t *r,
  */
 static ngx_int_t
 ngx_http_ml_guard_rl_result(ngx_http_ml_guard_rl_call_t *call,
-    const long long *values, ngx_uint_t n)
+    const long long *values, ngx_uint_t n, ngx_uint_t ahead)
 {
     int64_t                             d[MLG_GCRA_MAX_LIMITS];
     ngx_uint_t                          i;
     mlg_gcra_result_t                  *res = &call->result;
     ngx_http_ml_guard_ratelimit_ctx_t  *rl = call->rl;
 
+    if (!call->lockout && n != rl->n) {
+        return NGX_ERROR;
+    }
+
     for (i = 0; i < n; i++) {
         if (values[i] < 0) {
             return NGX_ERROR;
         }
         d[i] = values[i];
+
+        /* identical requests before this one in the batch, allowed */
+        if (ahead) {
+            d[i] += (int64_t) ahead * rl->gcra[i].interval_us;
+        }
     }
 
     if (call->lockout) {
@@ -810,10 +819,6 @@ ngx_http_ml_guard_rl_result(ngx_http_ml_guard_rl_call_t *call,
         return NGX_OK;
     }
 
-    if (n != rl->n) {
-        return NGX_ERROR;
-    }
-
     mlg_gcra_check_all(rl->gcra, d, (int) n, 0, res);
 
     return NGX_OK;
@@ -821,7 +826,8 @@ ngx_http_ml_guard_rl_result(ngx_http_ml_guard_rl_call_t *call,
 
 
 static void
-ngx_http_ml_guard_rl_reply(void *data, const long long *values, ngx_uint_t n)
+ngx_http_ml_guard_rl_reply(void *data, const long long *values, ngx_uint_t n,
+    ngx_uint_t ahead)
 {
     ngx_http_ml_guard_rl_call_t  *call = data;
     ngx_http_request_t           *r = call->request;
@@ -829,7 +835,7 @@ ngx_http_ml_guard_rl_reply(void *data, const long long *values, ngx_uint_t n)
     call->state = MLG_RL_ANSWERED;
 
     if (values == NULL
-        || ngx_http_ml_guard_rl_result(call, values, n) != NGX_OK)
+        || ngx_http_ml_guard_rl_result(call, values, n, ahead) != NGX_OK)
     {
         call->unavailable = 1;
     }
@@ -849,7 +855,12 @@ ngx_http_ml_guard_rl_call(ngx_http_request_t *r,
 {
     ngx_int_t  rc;
 
+    /* identical checks in one batch: one ban lookup serves all, limits
+     * are counted together */
     rc = ngx_http_ml_guard_redis_queue(r->pool, nkeys, keys, spec, nvalues,
+                                       call->lockout
+                                       ? NGX_HTTP_ML_GUARD_REDIS_SHARE
+                                       : NGX_HTTP_ML_GUARD_REDIS_COUNT,
                                        ngx_http_ml_guard_rl_reply, call);
 
     if (rc == NGX_AGAIN) {
@@ -1127,7 +1138,8 @@ ngx_http_ml_guard_auth_failed(ngx_http_request_t *r,
 
     /* counted without waiting: nobody needs the reply */
     rc = ngx_http_ml_guard_redis_queue(r->pool, 2, keys, &rlcf->failures_spec,
-                                       1, NULL, NULL);
+                                       1, NGX_HTTP_ML_GUARD_REDIS_ALONE,
+                                       NULL, NULL);
 
     if (rc == NGX_DECLINED
         && (rcf->address.len == 0 || rcf->fail == NGX_HTTP_ML_GUARD_FAIL_LOCAL))

@@ -44,12 +44,22 @@
 #define NGX_HTTP_ML_GUARD_REDIS_BATCH_BYTES  (32 * 1024)
 
 
-/* one operation of a batch: who waits for its part of the reply */
+/* a request waiting for its part of a batch's reply */
 typedef struct {
     ngx_http_ml_guard_redis_handler_pt   handler;  /* NULL: nobody waits */
     void                                *data;
     ngx_pool_cleanup_t                  *cleanup;
-    ngx_uint_t                           nvalues;
+    uint16_t                             op;       /* its operation */
+    uint16_t                             seq;      /* among the op's waiters */
+} ngx_http_ml_guard_redis_waiter_t;
+
+
+/* one operation of a batch, for one or more identical requests */
+typedef struct {
+    ngx_uint_t                           nvalues;  /* integers per request */
+    ngx_uint_t                           same;     /* NGX_HTTP_ML_GUARD_REDIS_* */
+    ngx_uint_t                           count;    /* requests */
+    ngx_uint_t                           reply;    /* its first integer */
 } ngx_http_ml_guard_redis_op_t;
 
 
@@ -65,8 +75,22 @@ typedef struct {
     size_t                              *argvlen;
     ngx_uint_t                           nvalues;
     ngx_uint_t                           nops;
+    ngx_uint_t                           nwaiters;
     ngx_http_ml_guard_redis_op_t         ops[NGX_HTTP_ML_GUARD_REDIS_BATCH];
+    ngx_http_ml_guard_redis_waiter_t     waiters[NGX_HTTP_ML_GUARD_REDIS_WAITERS];
 } ngx_http_ml_guard_redis_cmd_t;
+
+
+/* where an operation's keys and spec are in the batch's buffers */
+typedef struct {
+    uint32_t                             hash;     /* of keys and spec */
+    uint32_t                             key;      /* first, in key_len */
+    uint32_t                             nkeys;
+    uint32_t                             keys_at;
+    uint32_t                             keys_len;
+    uint32_t                             spec_at;
+    uint32_t                             spec_len;
+} ngx_http_ml_guard_redis_slot_t;
 
 
 /* the batch being filled during this event-loop turn */
@@ -76,8 +100,8 @@ typedef struct {
     ngx_uint_t                           nkeys;
     size_t                               keys_used;
     size_t                               specs_used;
+    ngx_http_ml_guard_redis_slot_t       slot[NGX_HTTP_ML_GUARD_REDIS_BATCH];
     size_t                               key_len[NGX_HTTP_ML_GUARD_REDIS_BATCH_KEYS];
-    size_t                               spec_len[NGX_HTTP_ML_GUARD_REDIS_BATCH];
     u_char                               keys[NGX_HTTP_ML_GUARD_REDIS_BATCH_BYTES];
     u_char                               specs[NGX_HTTP_ML_GUARD_REDIS_BATCH_BYTES];
 } ngx_http_ml_guard_redis_batch_t;
@@ -382,23 +406,59 @@ ngx_http_ml_guard_redis_cleanup(void *privdata)
 /* ---- commands --------------------------------------------------------- */
 
 static void
-ngx_http_ml_guard_redis_op_finish(ngx_http_ml_guard_redis_op_t *op,
-    const long long *values)
+ngx_http_ml_guard_redis_waiter_finish(ngx_http_ml_guard_redis_waiter_t *w,
+    const long long *values, ngx_uint_t n, ngx_uint_t ahead)
 {
     ngx_http_ml_guard_redis_handler_pt  handler;
 
-    /* op is about to be freed or forgotten: the pool must not detach it */
-    if (op->cleanup) {
-        op->cleanup->handler = NULL;
-        op->cleanup = NULL;
+    /* w is about to be freed or forgotten: the pool must not detach it */
+    if (w->cleanup) {
+        w->cleanup->handler = NULL;
+        w->cleanup = NULL;
     }
 
-    handler = op->handler;
-    op->handler = NULL;
+    handler = w->handler;
+    w->handler = NULL;
 
     if (handler) {
-        handler(op->data, values, op->nvalues);
+        handler(w->data, values, n, ahead);
     }
+}
+
+
+/* the reply fits the batch: one integer per value (and per count) */
+static ngx_uint_t
+ngx_http_ml_guard_redis_reply_valid(ngx_http_ml_guard_redis_cmd_t *cmd,
+    redisReply *reply)
+{
+    long long                      k;
+    ngx_uint_t                     i;
+    ngx_http_ml_guard_redis_op_t  *op;
+
+    if (reply == NULL || reply->type != REDIS_REPLY_ARRAY
+        || reply->elements != cmd->nvalues)
+    {
+        return 0;
+    }
+
+    for (i = 0; i < reply->elements; i++) {
+        if (reply->element[i]->type != REDIS_REPLY_INTEGER) {
+            return 0;
+        }
+    }
+
+    for (i = 0; i < cmd->nops; i++) {
+        op = &cmd->ops[i];
+
+        if (op->same == NGX_HTTP_ML_GUARD_REDIS_COUNT && op->count > 1) {
+            k = reply->element[op->reply + op->nvalues]->integer;
+            if (k < 0 || (unsigned long long) k > op->count) {
+                return 0;
+            }
+        }
+    }
+
+    return 1;
 }
 
 
@@ -407,8 +467,11 @@ static void
 ngx_http_ml_guard_redis_cmd_finish(ngx_http_ml_guard_redis_cmd_t *cmd,
     redisReply *reply)
 {
-    long long    values[MLG_GCRA_MAX_LIMITS];
-    ngx_uint_t   i, j, off, valid;
+    long long                          values[MLG_GCRA_MAX_LIMITS];
+    ngx_uint_t                         i, j, valid, ahead;
+    redisReply                       **e;
+    ngx_http_ml_guard_redis_op_t      *op;
+    ngx_http_ml_guard_redis_waiter_t  *w;
 
     if (cmd->timer.timer_set) {
         ngx_del_timer(&cmd->timer);
@@ -425,22 +488,26 @@ ngx_http_ml_guard_redis_cmd_finish(ngx_http_ml_guard_redis_cmd_t *cmd,
         return;
     }
 
-    valid = reply != NULL && reply->type == REDIS_REPLY_ARRAY
-            && reply->elements == cmd->nvalues;
+    valid = ngx_http_ml_guard_redis_reply_valid(cmd, reply);
 
-    for (i = 0; valid && i < reply->elements; i++) {
-        valid = reply->element[i]->type == REDIS_REPLY_INTEGER;
-    }
+    for (i = 0; i < cmd->nwaiters; i++) {
+        w = &cmd->waiters[i];
+        op = &cmd->ops[w->op];
+        ahead = 0;
 
-    for (i = 0, off = 0; i < cmd->nops; i++) {
-        for (j = 0; valid && j < cmd->ops[i].nvalues; j++) {
-            values[j] = reply->element[off + j]->integer;
+        if (valid) {
+            e = &reply->element[op->reply];
+            for (j = 0; j < op->nvalues; j++) {
+                values[j] = e[j]->integer;
+            }
+
+            if (op->same == NGX_HTTP_ML_GUARD_REDIS_COUNT && op->count > 1) {
+                ahead = ngx_min(w->seq, (ngx_uint_t) e[j]->integer);
+            }
         }
 
-        off += cmd->ops[i].nvalues;
-
-        ngx_http_ml_guard_redis_op_finish(&cmd->ops[i],
-                                          valid ? values : NULL);
+        ngx_http_ml_guard_redis_waiter_finish(w, valid ? values : NULL,
+                                              op->nvalues, ahead);
     }
 }
 
@@ -484,12 +551,12 @@ ngx_http_ml_guard_redis_timeout(ngx_event_t *ev)
 static void
 ngx_http_ml_guard_redis_detach(void *data)
 {
-    ngx_http_ml_guard_redis_op_t  *op = data;
+    ngx_http_ml_guard_redis_waiter_t  *w = data;
 
-    /* the request is going away; the batch still holds op */
-    op->handler = NULL;
-    op->data = NULL;
-    op->cleanup = NULL;
+    /* the request is going away; the batch still holds w */
+    w->handler = NULL;
+    w->data = NULL;
+    w->cleanup = NULL;
 }
 
 
@@ -609,9 +676,11 @@ ngx_http_ml_guard_redis_flush(void)
 {
     int                               argc;
     size_t                            bytes;
-    u_char                           *p, *key, *spec, nkeys[NGX_INT_T_LEN];
+    u_char                           *p, *key, nkeys[NGX_INT_T_LEN];
     ngx_uint_t                        i, n;
+    ngx_http_ml_guard_redis_op_t     *op;
     ngx_http_ml_guard_redis_cmd_t    *cmd;
+    ngx_http_ml_guard_redis_slot_t   *slot;
     ngx_http_ml_guard_redis_batch_t  *b = &mlg_redis.batch;
 
     cmd = b->cmd;
@@ -626,7 +695,8 @@ ngx_http_ml_guard_redis_flush(void)
 
     n = ngx_sprintf(nkeys, "%ui", b->nkeys) - nkeys;
     argc = (int) (3 + b->nkeys + cmd->nops);
-    bytes = n + b->keys_used + b->specs_used;
+    /* and a count of up to 5 digits before each spec */
+    bytes = n + b->keys_used + b->specs_used + 5 * cmd->nops;
 
     p = ngx_http_ml_guard_redis_cmd_argv(cmd, argc, bytes);
 
@@ -648,12 +718,23 @@ ngx_http_ml_guard_redis_flush(void)
             key += b->key_len[i];
         }
 
-        spec = b->specs;
         for (i = 0; i < cmd->nops; i++, argc++) {
+            op = &cmd->ops[i];
+            slot = &b->slot[i];
+
+            op->reply = cmd->nvalues;
+            cmd->nvalues += op->nvalues;
+
             cmd->argv[argc] = (const char *) p;
-            cmd->argvlen[argc] = b->spec_len[i];
-            p = ngx_cpymem(p, spec, b->spec_len[i]);
-            spec += b->spec_len[i];
+
+            if (op->same == NGX_HTTP_ML_GUARD_REDIS_COUNT && op->count > 1) {
+                /* "cL ..." and one more integer in the reply */
+                p = ngx_sprintf(p, "%ui", op->count);
+                cmd->nvalues++;
+            }
+
+            p = ngx_cpymem(p, b->specs + slot->spec_at, slot->spec_len);
+            cmd->argvlen[argc] = p - (u_char *) cmd->argv[argc];
         }
     }
 
@@ -682,16 +763,62 @@ ngx_http_ml_guard_redis_flush_handler(ngx_event_t *ev)
 }
 
 
+/* an identical operation already in the batch, or NULL */
+static ngx_http_ml_guard_redis_op_t *
+ngx_http_ml_guard_redis_find(uint32_t hash, ngx_uint_t nkeys, ngx_str_t *keys,
+    size_t keys_len, ngx_str_t *spec, ngx_uint_t same)
+{
+    u_char                           *k;
+    ngx_uint_t                        i, j;
+    ngx_http_ml_guard_redis_slot_t   *slot;
+    ngx_http_ml_guard_redis_batch_t  *b = &mlg_redis.batch;
+
+    for (i = 0; i < b->cmd->nops; i++) {
+        slot = &b->slot[i];
+
+        if (slot->hash != hash || slot->nkeys != nkeys
+            || slot->keys_len != keys_len || slot->spec_len != spec->len
+            || b->cmd->ops[i].same != same
+            || ngx_memcmp(b->specs + slot->spec_at, spec->data, spec->len)
+               != 0)
+        {
+            continue;
+        }
+
+        k = b->keys + slot->keys_at;
+
+        for (j = 0; j < nkeys; j++) {
+            if (b->key_len[slot->key + j] != keys[j].len
+                || ngx_memcmp(k, keys[j].data, keys[j].len) != 0)
+            {
+                break;
+            }
+            k += keys[j].len;
+        }
+
+        if (j == nkeys) {
+            return &b->cmd->ops[i];
+        }
+    }
+
+    return NULL;
+}
+
+
 ngx_int_t
 ngx_http_ml_guard_redis_queue(ngx_pool_t *pool, ngx_uint_t nkeys,
-    ngx_str_t *keys, ngx_str_t *spec, ngx_uint_t nvalues,
+    ngx_str_t *keys, ngx_str_t *spec, ngx_uint_t nvalues, ngx_uint_t same,
     ngx_http_ml_guard_redis_handler_pt handler, void *data)
 {
-    size_t                            bytes;
-    ngx_uint_t                        i;
-    ngx_pool_cleanup_t               *cln;
-    ngx_http_ml_guard_redis_op_t     *op;
-    ngx_http_ml_guard_redis_batch_t  *b = &mlg_redis.batch;
+    size_t                             bytes;
+    uint32_t                           hash;
+    ngx_uint_t                         i;
+    ngx_pool_cleanup_t                *cln;
+    ngx_http_ml_guard_redis_op_t      *op;
+    ngx_http_ml_guard_redis_cmd_t     *cmd;
+    ngx_http_ml_guard_redis_slot_t    *slot;
+    ngx_http_ml_guard_redis_waiter_t  *w;
+    ngx_http_ml_guard_redis_batch_t   *b = &mlg_redis.batch;
 
     if (!mlg_redis.up || mlg_redis.ac == NULL) {
         return NGX_DECLINED;
@@ -709,56 +836,90 @@ ngx_http_ml_guard_redis_queue(ngx_pool_t *pool, ngx_uint_t nkeys,
         return NGX_ERROR;
     }
 
-    if (b->cmd != NULL
-        && (b->cmd->nops == NGX_HTTP_ML_GUARD_REDIS_BATCH
-            || b->nkeys + nkeys > NGX_HTTP_ML_GUARD_REDIS_BATCH_KEYS
-            || b->keys_used + bytes > NGX_HTTP_ML_GUARD_REDIS_BATCH_BYTES
-            || b->specs_used + spec->len
-               > NGX_HTTP_ML_GUARD_REDIS_BATCH_BYTES))
-    {
-        /* full: this one starts the next batch */
-        ngx_http_ml_guard_redis_flush();
-
-        if (!mlg_redis.up || mlg_redis.ac == NULL) {
-            return NGX_DECLINED;
-        }
-    }
-
     cln = ngx_pool_cleanup_add(pool, 0);
     if (cln == NULL) {
         return NGX_ERROR;
     }
 
-    if (b->cmd == NULL) {
-        b->cmd = ngx_http_ml_guard_redis_cmd_new();
+    /* the keys are hashes already: their first bytes tell most apart */
+    hash = ngx_crc32_short(spec->data, spec->len) ^ (uint32_t) nkeys;
+    if (nkeys) {
+        hash ^= ngx_crc32_short(keys[0].data, ngx_min(keys[0].len, 24));
+    }
+
+    op = NULL;
+    cmd = b->cmd;
+
+    if (cmd != NULL && same != NGX_HTTP_ML_GUARD_REDIS_ALONE
+        && cmd->nwaiters < NGX_HTTP_ML_GUARD_REDIS_WAITERS)
+    {
+        op = ngx_http_ml_guard_redis_find(hash, nkeys, keys, bytes, spec,
+                                          same);
+    }
+
+    if (op == NULL) {
+
+        if (cmd != NULL
+            && (cmd->nops == NGX_HTTP_ML_GUARD_REDIS_BATCH
+                || cmd->nwaiters == NGX_HTTP_ML_GUARD_REDIS_WAITERS
+                || b->nkeys + nkeys > NGX_HTTP_ML_GUARD_REDIS_BATCH_KEYS
+                || b->keys_used + bytes > NGX_HTTP_ML_GUARD_REDIS_BATCH_BYTES
+                || b->specs_used + spec->len
+                   > NGX_HTTP_ML_GUARD_REDIS_BATCH_BYTES))
+        {
+            /* full: this one starts the next batch */
+            ngx_http_ml_guard_redis_flush();
+
+            if (!mlg_redis.up || mlg_redis.ac == NULL) {
+                return NGX_DECLINED;
+            }
+        }
+
         if (b->cmd == NULL) {
-            return NGX_ERROR;
+            b->cmd = ngx_http_ml_guard_redis_cmd_new();
+            if (b->cmd == NULL) {
+                return NGX_ERROR;
+            }
+
+            if (mlg_redis.inflight == 0) {
+                ngx_post_event(&b->flush, &ngx_posted_events);
+            }
         }
 
-        if (mlg_redis.inflight == 0) {
-            ngx_post_event(&b->flush, &ngx_posted_events);
+        cmd = b->cmd;
+        slot = &b->slot[cmd->nops];
+        slot->hash = hash;
+        slot->key = b->nkeys;
+        slot->nkeys = nkeys;
+        slot->keys_at = b->keys_used;
+        slot->keys_len = bytes;
+        slot->spec_at = b->specs_used;
+        slot->spec_len = spec->len;
+
+        for (i = 0; i < nkeys; i++) {
+            b->key_len[b->nkeys++] = keys[i].len;
+            ngx_memcpy(b->keys + b->keys_used, keys[i].data, keys[i].len);
+            b->keys_used += keys[i].len;
         }
+
+        ngx_memcpy(b->specs + b->specs_used, spec->data, spec->len);
+        b->specs_used += spec->len;
+
+        op = &cmd->ops[cmd->nops++];
+        op->nvalues = nvalues;
+        op->same = same;
+        op->count = 0;
     }
 
-    for (i = 0; i < nkeys; i++) {
-        b->key_len[b->nkeys++] = keys[i].len;
-        ngx_memcpy(b->keys + b->keys_used, keys[i].data, keys[i].len);
-        b->keys_used += keys[i].len;
-    }
-
-    b->spec_len[b->cmd->nops] = spec->len;
-    ngx_memcpy(b->specs + b->specs_used, spec->data, spec->len);
-    b->specs_used += spec->len;
-
-    op = &b->cmd->ops[b->cmd->nops++];
-    op->handler = handler;
-    op->data = data;
-    op->nvalues = nvalues;
-    op->cleanup = cln;
-    b->cmd->nvalues += nvalues;
+    w = &cmd->waiters[cmd->nwaiters++];
+    w->handler = handler;
+    w->data = data;
+    w->cleanup = cln;
+    w->op = (uint16_t) (op - cmd->ops);
+    w->seq = (uint16_t) op->count++;
 
     cln->handler = ngx_http_ml_guard_redis_detach;
-    cln->data = op;
+    cln->data = w;
 
     return NGX_AGAIN;
 }

@@ -42,7 +42,7 @@ struct ngx_http_ml_guard_redis_conf_s {
  * destroyed.
  */
 typedef void (*ngx_http_ml_guard_redis_handler_pt)(void *data,
-    const long long *values, ngx_uint_t n);
+    const long long *values, ngx_uint_t n, ngx_uint_t ahead);
 
 
 /* Parses "ml_guard_redis ADDRESS [timeout=] [fail=] [password=] [db=]". */
@@ -54,8 +54,17 @@ ngx_int_t ngx_http_ml_guard_redis_init_worker(ngx_cycle_t *cycle,
     ngx_http_ml_guard_redis_conf_t *rcf);
 void ngx_http_ml_guard_redis_exit_worker(ngx_cycle_t *cycle);
 
-/* Operations one script call carries at most; more wait for the next. */
-#define NGX_HTTP_ML_GUARD_REDIS_BATCH  64
+/* Distinct operations, and requests waiting, one script call carries at
+ * most; more wait for the next. */
+#define NGX_HTTP_ML_GUARD_REDIS_BATCH    64
+#define NGX_HTTP_ML_GUARD_REDIS_WAITERS  256
+
+/* What an operation identical to one already in the batch (same keys, same
+ * spec) does: */
+#define NGX_HTTP_ML_GUARD_REDIS_ALONE  0  /* goes on its own (F) */
+#define NGX_HTTP_ML_GUARD_REDIS_SHARE  1  /* a read: takes the same answer (B) */
+#define NGX_HTTP_ML_GUARD_REDIS_COUNT  2  /* joins it: the script runs "cL .."
+                                           * once for all c of them (L) */
 
 /*
  * Queues one operation of the rate-limit script (mlg_ratelimit.lua): its
@@ -67,9 +76,14 @@ void ngx_http_ml_guard_redis_exit_worker(ngx_cycle_t *cycle);
  * is unavailable right now (breaker open: use the fail mode at once), or
  * NGX_ERROR.  A pool cleanup detaches the operation when pool goes away
  * first.
+ *
+ * With NGX_HTTP_ML_GUARD_REDIS_COUNT the handler gets the values the first
+ * of the identical operations saw, and in `ahead` how many of those queued
+ * before this one were allowed (each moved every limit one T ahead); 0
+ * otherwise.
  */
 ngx_int_t ngx_http_ml_guard_redis_queue(ngx_pool_t *pool, ngx_uint_t nkeys,
-    ngx_str_t *keys, ngx_str_t *spec, ngx_uint_t nvalues,
+    ngx_str_t *keys, ngx_str_t *spec, ngx_uint_t nvalues, ngx_uint_t same,
     ngx_http_ml_guard_redis_handler_pt handler, void *data);
 
 /* 1 while Redis is considered available (breaker closed). */
