@@ -1,7 +1,8 @@
 # The Redis rate-limit script (ngx_ml_guard_module/mlg_ratelimit.lua) run
 # directly against a private redis-server: GCRA burst/sustained/refill, several
 # limits in one operation (a denial consumes nothing), batches of operations
-# in one call (in order, on one clock reading), TTLs, the lockout operations,
+# in one call (in order, on one clock reading), counted operations (c
+# identical requests as one), TTLs, the lockout operations,
 # argument checking, and exactness with concurrent clients.  The script
 # answers, per limit, how far the stored TAT was ahead of Redis's clock;
 # decide() derives the result as the module does (mlg_gcra_check_all with
@@ -160,6 +161,62 @@ sub limit {
     ok($v->[1] > 900_000 && $v->[1] <= 1_000_000, "ban set in the same batch is seen ($v->[1] us)");
 }
 
+# --- counted operations: "cL .." is c identical requests, one after another --
+{
+    # for random limits and stored TATs, "cL .." must leave the same TATs and
+    # allow the same requests as c separate "L .." operations in one batch;
+    # the module derives request j's answer as the values + min(j, k) * T
+    srand(6);
+    my $cases = 0;
+    for my $case (1 .. 60) {
+        my $n = 1 + int(rand(3));
+        # seconds apart: the microseconds between the two calls don't matter
+        my @lims = map { my $T = (1 + int(rand(5))) * $SEC; [$T, $T * int(rand(6))] } 1 .. $n;
+        my $c = 2 + int(rand(12));
+        my (@one, @many);
+        for my $i (0 .. $n - 1) {
+            push @one, "t:c1:$case:$i";
+            push @many, "t:cn:$case:$i";
+            # some keys ahead of the clock (used budget), some absent
+            my $ahead = int(rand(4)) * $lims[$i][0];
+            next unless $ahead;
+            my $tat = sprintf '%d', time * $SEC + $ahead;
+            $r->cmd('SET', $_, $tat, 'PX', 60_000) for $one[$i], $many[$i];
+        }
+        my $sep = $r->cmd('EVALSHA', $sha, $n * $c, (@many) x $c, (spec(@lims)) x $c);
+        my $cnt = $r->cmd('EVALSHA', $sha, $n, @one, "$c" . spec(@lims));
+        die "script error: " . ($sep->{error} // $cnt->{error}) if ref $sep ne 'ARRAY' || ref $cnt ne 'ARRAY';
+        my @sep_allowed = map { decide(\@lims, [ @$sep[$_ * $n .. $_ * $n + $n - 1] ])->{allowed} } 0 .. $c - 1;
+        my ($k, @d0) = ($cnt->[$n], @$cnt[0 .. $n - 1]);
+        my @cnt_allowed = map {
+            my $j = $_;
+            decide(\@lims, [ map { $d0[$_] + ($j < $k ? $j : $k) * $lims[$_][0] } 0 .. $n - 1 ])->{allowed}
+        } 0 .. $c - 1;
+        my $same = "@sep_allowed" eq "@cnt_allowed"
+            && $k == grep { $_ } @sep_allowed;
+        # TATs: the same distance ahead (the two calls read TIME apart)
+        for my $i (0 .. $n - 1) {
+            my ($a, $b) = map { $r->cmd('GET', $_) // 0 } $one[$i], $many[$i];
+            $same &&= abs($a - $b) < 1_000_000 ? 1 : 0;
+        }
+        $cases += $same;
+        diag("case $case differs: c=$c lims=@{[ map { qq{[@$_]} } @lims ]} "
+             . "separate @sep_allowed, counted @cnt_allowed (k=$k)") unless $same;
+    }
+    is($cases, 60, '60 random cases: "cL" answers and stores as c separate "L" operations');
+
+    # 1r/m burst=4: "7L" allows 5; what the 6th and 7th are told
+    my $v = $r->cmd('EVALSHA', $sha, 1, 't:cnt', '7' . spec([$MIN, 4 * $MIN]));
+    is_deeply($v, [0, 5], '"7L" on a fresh key: ahead 0, 5 allowed');
+    my $sixth = decide([[$MIN, 4 * $MIN]], [$v->[0] + 5 * $MIN]);
+    is($sixth->{allowed}, 0, 'the 6th is denied');
+    is($sixth->{retry}, $MIN, 'retry-after one interval');
+    ok(abs($r->cmd('GET', 't:cnt') - ($r->cmd('TIME')->[0] * $SEC + 5 * $MIN)) < 2 * $SEC,
+       'TAT moved 5 intervals');
+    is_deeply($r->cmd('EVALSHA', $sha, 1, 't:cnt', '3' . spec([$MIN, 4 * $MIN]))->[-1], 0,
+              'full: "3L" allows none');
+}
+
 # --- lockout -----------------------------------------------------------------
 {
     # 3r/m: 3 failures tolerated at once, the 4th bans for 2 s
@@ -197,6 +254,12 @@ sub limit {
         [ [2, 't:x', 't:y', 'L 1 0'], qr/more keys/, 'more keys than used' ],
         [ [1, 't:x', 'L 1 0 1 0'], qr/too few keys/, 'fewer keys than limits' ],
         [ [2, 't:x', 't:y', 'L 1 0', 'F 1 0 0'], qr/bad operation/, 'zero ban' ],
+        [ [1, 't:x', '1L 1 0'], qr/bad operation/, 'a count of 1' ],
+        [ [1, 't:x', '0L 1 0'], qr/bad operation/, 'a count of 0' ],
+        [ [1, 't:x', '65536L 1 0'], qr/bad operation/, 'a count beyond 65535' ],
+        [ [1, 't:x', '2B'], qr/bad operation/, 'a counted ban check' ],
+        [ [2, 't:x', 't:y', '2F 1 0 1'], qr/bad operation/, 'a counted failure' ],
+        [ [1, 't:x', '2L 1 0 x'], qr/bad number/, 'junk after a counted limit' ],
     );
     for my $case (@bad) {
         my ($args, $re, $what) = @$case;
