@@ -60,11 +60,12 @@ struct ngx_http_ml_guard_ratelimit_ctx_s {
     ngx_http_ml_guard_rl_call_t      lockout;
     ngx_http_ml_guard_rl_call_t      limit;
 
-    /* the limits that apply (a key= that evaluates empty is skipped) */
+    /* the limits that apply (a key= that evaluates empty is skipped);
+     * sized to the location's limits: most have one or two */
     ngx_uint_t                       n;
-    mlg_gcra_limit_t                 gcra[MLG_GCRA_MAX_LIMITS];
-    ngx_uint_t                       conf_index[MLG_GCRA_MAX_LIMITS];
-    ngx_str_t                        keys[MLG_GCRA_MAX_LIMITS];
+    mlg_gcra_limit_t                *gcra;
+    ngx_str_t                       *keys;
+    ngx_uint_t                      *conf_index;
     ngx_str_t                        ban_key;
 };
 
@@ -724,13 +725,24 @@ ngx_http_ml_guard_rl_build(ngx_http_request_t *r,
     ngx_http_ml_guard_ratelimit_ctx_t *rl)
 {
     ngx_str_t                   value, addr;
-    ngx_uint_t                  i;
+    ngx_uint_t                  i, n;
     const char                 *kind;
     size_t                      kind_len;
     ngx_http_ml_guard_limit_t  *lim;
 
     lim = rlcf->limits->elts;
+    n = rlcf->limits->nelts;
     rl->n = 0;
+
+    rl->gcra = ngx_palloc(r->pool, n * (sizeof(mlg_gcra_limit_t)
+                                        + sizeof(ngx_str_t)
+                                        + sizeof(ngx_uint_t)));
+    if (rl->gcra == NULL) {
+        return NGX_ERROR;
+    }
+
+    rl->keys = (ngx_str_t *) (rl->gcra + n);
+    rl->conf_index = (ngx_uint_t *) (rl->keys + n);
 
     ngx_http_ml_guard_rl_addr(r, &addr);
 

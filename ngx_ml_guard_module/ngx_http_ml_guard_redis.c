@@ -841,10 +841,11 @@ ngx_http_ml_guard_redis_queue(ngx_pool_t *pool, ngx_uint_t nkeys,
         return NGX_ERROR;
     }
 
-    /* the keys are hashes already: their first bytes tell most apart */
-    hash = ngx_crc32_short(spec->data, spec->len) ^ (uint32_t) nkeys;
+    /* the keys begin with a hash already ("mlg:{<hex>}:"): a few of its
+     * bytes tell most operations apart */
+    hash = (uint32_t) (nkeys ^ spec->len);
     if (nkeys) {
-        hash ^= ngx_crc32_short(keys[0].data, ngx_min(keys[0].len, 24));
+        hash ^= ngx_hash_key(keys[0].data, ngx_min(keys[0].len, 16));
     }
 
     op = NULL;
