@@ -51,7 +51,7 @@ if nkeys == 1 then
   cur[KEYS[1]] = tonumber(call('GET', KEYS[1])) or 0
 elseif nkeys > 1 then
   local vals = call('MGET', unpack(KEYS))
-  for i = nkeys, 1, -1 do  -- a key given twice: the first one's value
+  for i = 1, nkeys do  -- a key given twice reads the same value twice
     cur[KEYS[i]] = tonumber(vals[i]) or 0
   end
 end

@@ -56,7 +56,7 @@ static const char mlg_ratelimit_script_text[] =
     "  cur[KEYS[1]] = tonumber(call('GET', KEYS[1])) or 0\n"
     "elseif nkeys > 1 then\n"
     "  local vals = call('MGET', unpack(KEYS))\n"
-    "  for i = nkeys, 1, -1 do  -- a key given twice: the first one's value\n"
+    "  for i = 1, nkeys do  -- a key given twice reads the same value twice\n"
     "    cur[KEYS[i]] = tonumber(vals[i]) or 0\n"
     "  end\n"
     "end\n"
