@@ -60,6 +60,8 @@ typedef struct {
     ngx_uint_t                           same;     /* NGX_HTTP_ML_GUARD_REDIS_* */
     ngx_uint_t                           count;    /* requests */
     ngx_uint_t                           reply;    /* its first integer */
+    ngx_uint_t                           counted;  /* sent as "cL ..": the
+                                                    * reply adds k */
 } ngx_http_ml_guard_redis_op_t;
 
 
@@ -450,7 +452,7 @@ ngx_http_ml_guard_redis_reply_valid(ngx_http_ml_guard_redis_cmd_t *cmd,
     for (i = 0; i < cmd->nops; i++) {
         op = &cmd->ops[i];
 
-        if (op->same == NGX_HTTP_ML_GUARD_REDIS_COUNT && op->count > 1) {
+        if (op->counted) {
             k = reply->element[op->reply + op->nvalues]->integer;
             if (k < 0 || (unsigned long long) k > op->count) {
                 return 0;
@@ -501,7 +503,7 @@ ngx_http_ml_guard_redis_cmd_finish(ngx_http_ml_guard_redis_cmd_t *cmd,
                 values[j] = e[j]->integer;
             }
 
-            if (op->same == NGX_HTTP_ML_GUARD_REDIS_COUNT && op->count > 1) {
+            if (op->counted) {
                 ahead = ngx_min(w->seq, (ngx_uint_t) e[j]->integer);
             }
         }
@@ -727,7 +729,10 @@ ngx_http_ml_guard_redis_flush(void)
 
             cmd->argv[argc] = (const char *) p;
 
-            if (op->same == NGX_HTTP_ML_GUARD_REDIS_COUNT && op->count > 1) {
+            op->counted = op->same == NGX_HTTP_ML_GUARD_REDIS_COUNT
+                          && op->count > 1;
+
+            if (op->counted) {
                 /* "cL ..." and one more integer in the reply */
                 p = ngx_sprintf(p, "%ui", op->count);
                 cmd->nvalues++;
@@ -910,6 +915,7 @@ ngx_http_ml_guard_redis_queue(ngx_pool_t *pool, ngx_uint_t nkeys,
         op->nvalues = nvalues;
         op->same = same;
         op->count = 0;
+        op->counted = 0;
     }
 
     w = &cmd->waiters[cmd->nwaiters++];
