@@ -484,17 +484,26 @@ sub read_response {
     return \%res;
 }
 
-# CPU seconds (user + system) used so far by this nginx's worker processes.
-sub worker_cpu_seconds {
+# [pid, utime + stime ticks] of each of this nginx's worker processes.
+sub _workers {
     my ($self) = @_;
-    my $master = $self->{pids}{nginx} or return 0;
-    my $ticks = 0;
+    my $master = $self->{pids}{nginx} or return ();
+    my @w;
     for my $stat (glob '/proc/[0-9]*/stat') {
         open my $fh, '<', $stat or next;
         my @f = split ' ', scalar(<$fh>) // '';
-        next unless @f > 15 && $f[3] == $master;
-        $ticks += $f[13] + $f[14];
+        push @w, [$f[0], $f[13] + $f[14]] if @f > 15 && $f[3] == $master;
     }
+    return @w;
+}
+
+sub worker_pids { map { $_->[0] } $_[0]->_workers }
+
+# CPU seconds (user + system) used so far by this nginx's worker processes.
+sub worker_cpu_seconds {
+    my ($self) = @_;
+    my $ticks = 0;
+    $ticks += $_->[1] for $self->_workers;
     chomp(my $hz = `getconf CLK_TCK`);
     return $ticks / ($hz || 100);
 }
