@@ -68,14 +68,9 @@ my $r = $t->request(POST => '/predict', headers => { 'X-API-Key' => $key, 'Conte
 is $r->{status}, 200, 'full policy answers';
 
 sub worker_rss_kb {
-    my $master = $t->{pids}{nginx};
     my $kb = 0;
-    for my $stat (glob '/proc/[0-9]*/stat') {
-        open my $fh, '<', $stat or next;
-        my @f = split ' ', scalar(<$fh>) // '';
-        next unless @f > 4 && $f[3] == $master;
-        (my $status = $stat) =~ s/stat$/status/;
-        open my $sf, '<', $status or next;
+    for my $pid ($t->worker_pids) {
+        open my $sf, '<', "/proc/$pid/status" or next;
         for (<$sf>) { $kb += $1 if /^VmRSS:\s+(\d+) kB/ }
     }
     return $kb;
@@ -101,6 +96,7 @@ my $after = worker_rss_kb();
 my $growth = ($after - $before) / 1024;
 diag sprintf 'worker RSS %.1f MiB after %d warm-up requests, %.1f MiB after %d more (%+.2f MiB)',
     $before / 1024, $warm, $after / 1024, $done, $growth;
+cmp_ok $before, '>', 0, 'the workers\' RSS was read';
 is $bad + $warm_bad, 0, 'every request was allowed';
 cmp_ok $done, '>=', 200_000, '200k requests sent';
 cmp_ok $growth, '<', 4, 'worker RSS grew by less than 4 MiB';
