@@ -41,6 +41,10 @@
 
 /* a batch's limits on what the worker buffers until the end of the turn */
 #define NGX_HTTP_ML_GUARD_REDIS_BATCH_KEYS   512
+/* how long a batch may wait for more checks while the worker is busy: event
+ * loop turns, and milliseconds since it opened */
+#define NGX_HTTP_ML_GUARD_REDIS_HOLD_TURNS   64
+#define NGX_HTTP_ML_GUARD_REDIS_HOLD_MSEC    2
 #define NGX_HTTP_ML_GUARD_REDIS_BATCH_BYTES  (32 * 1024)
 
 
@@ -99,6 +103,10 @@ typedef struct {
 typedef struct {
     ngx_http_ml_guard_redis_cmd_t       *cmd;
     ngx_event_t                          flush;    /* posted while cmd */
+    ngx_msec_t                           opened;
+    ngx_uint_t                           turns;    /* held for */
+    ngx_uint_t                           seen;     /* waiters at the last
+                                                    * turn's end */
     ngx_uint_t                           nkeys;
     size_t                               keys_used;
     size_t                               specs_used;
@@ -690,7 +698,13 @@ ngx_http_ml_guard_redis_flush(void)
         return;
     }
 
+    ngx_log_debug3(NGX_LOG_DEBUG_HTTP, ngx_cycle->log, 0,
+                   "ml_guard redis: batch of %ui checks, %ui operations, "
+                   "held %ui turns", cmd->nwaiters, cmd->nops, b->turns);
+
     b->cmd = NULL;
+    b->turns = 0;
+    b->seen = 0;
     if (b->flush.posted) {
         ngx_delete_posted_event(&b->flush);
     }
@@ -761,9 +775,30 @@ ngx_http_ml_guard_redis_flush(void)
 }
 
 
+/*
+ * The end of an event-loop turn with a batch waiting and none at Redis.
+ * While the worker is still taking in checks (this turn added some), the
+ * batch waits one more turn: on ngx_posted_next_events, whose turn polls
+ * without blocking, so an idle worker sends it at once.  A busy one sends
+ * fewer, larger batches; a script call costs Redis and the kernel about the
+ * same whatever its size (docs/ratelimit.md).
+ */
 static void
 ngx_http_ml_guard_redis_flush_handler(ngx_event_t *ev)
 {
+    ngx_http_ml_guard_redis_batch_t  *b = &mlg_redis.batch;
+
+    if (b->cmd != NULL
+        && b->cmd->nwaiters > b->seen
+        && b->turns < NGX_HTTP_ML_GUARD_REDIS_HOLD_TURNS
+        && ngx_current_msec - b->opened < NGX_HTTP_ML_GUARD_REDIS_HOLD_MSEC)
+    {
+        b->seen = b->cmd->nwaiters;
+        b->turns++;
+        ngx_post_event(ev, &ngx_posted_next_events);
+        return;
+    }
+
     ngx_http_ml_guard_redis_flush();
 }
 
@@ -886,6 +921,8 @@ ngx_http_ml_guard_redis_queue(ngx_pool_t *pool, ngx_uint_t nkeys,
             if (b->cmd == NULL) {
                 return NGX_ERROR;
             }
+
+            b->opened = ngx_current_msec;
 
             if (mlg_redis.inflight == 0) {
                 ngx_post_event(&b->flush, &ngx_posted_events);
