@@ -41,11 +41,11 @@
 
 /* a batch's limits on what the worker buffers until the end of the turn */
 #define NGX_HTTP_ML_GUARD_REDIS_BATCH_KEYS   512
+#define NGX_HTTP_ML_GUARD_REDIS_BATCH_BYTES  (32 * 1024)
 /* how long a batch may wait for more checks while the worker is busy: event
  * loop turns, and milliseconds since it opened */
 #define NGX_HTTP_ML_GUARD_REDIS_HOLD_TURNS   64
 #define NGX_HTTP_ML_GUARD_REDIS_HOLD_MSEC    2
-#define NGX_HTTP_ML_GUARD_REDIS_BATCH_BYTES  (32 * 1024)
 
 
 /* a request waiting for its part of a batch's reply */
