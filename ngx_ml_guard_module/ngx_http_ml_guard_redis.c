@@ -3,9 +3,10 @@
  *
  * Each worker keeps one non-blocking hiredis connection.  Checks are
  * queued into a batch, sent as one EVALSHA of the rate-limit script at the
- * end of the event-loop turn, or, while an earlier batch is still in
- * flight, as soon as its reply arrives: under load each worker has one
- * batch at Redis and the next one filling, so batches grow with the load.
+ * end of the event-loop turn (held a few more turns while turns keep adding
+ * checks), or, while an earlier batch is still in flight, as soon as its
+ * reply arrives: under load each worker has one batch at Redis and the next
+ * one filling, so batches grow with the load.
  * Inside Redis a script call, and waking Redis at all, cost far more than
  * the arithmetic: one call per batch rather than per request is what keeps
  * a Redis limit cheap.  Every command has its own nginx timer (hiredis 0.14 has no async
