@@ -48,7 +48,6 @@ my $before = $seen;
 is($t->request(GET => '/a', headers => { 'X-K' => 'alone' })->{status}, 200, 'a lone request is answered');
 my @b = batches();
 is_deeply([ @{ $b[-1] }{qw(checks ops turns)} ], [1, 1, 1], 'its batch: 1 check, held 1 turn');
-$seen = @b;
 
 # One check per turn, deterministically: the worker is frozen while ten
 # clients connect and send; thawed, it accepts one connection per turn
