@@ -62,9 +62,22 @@ sub wait_for {
     }
 }
 
+# A loopback listener on a port the kernel picks, never one this process
+# has handed out already: a port reserved for nginx is closed again until
+# nginx binds it, and the kernel may offer it to the next bind.
+my %RESERVED;
+sub reserved_listener {
+    my ($backlog) = @_;
+    while (1) {
+        my $s = IO::Socket::INET->new(Listen => $backlog, LocalAddr => '127.0.0.1', LocalPort => 0,
+                                      Proto => 'tcp', ReuseAddr => 1) or die "listen: $!";
+        next if $RESERVED{ $s->sockport }++;
+        return $s;
+    }
+}
+
 sub free_port {
-    my $s = IO::Socket::INET->new(Listen => 1, LocalAddr => '127.0.0.1', LocalPort => 0,
-                                  Proto => 'tcp', ReuseAddr => 1) or die "free_port: $!";
+    my $s = reserved_listener(1);
     my $port = $s->sockport;
     close $s;
     return $port;
@@ -233,8 +246,11 @@ sub start_nginx {
             or POSIX::_exit(127);
     }
     $self->{pids}{nginx} = $pid;
+    # nginx writes its pid file only once its sockets are bound: a listener
+    # that answers before that is someone else's on this port
     my $up = wait_for(sub {
         return -1 if waitpid($pid, WNOHANG) == $pid;
+        return 0 unless $self->read_file('logs/nginx.pid') =~ /^$pid\b/;
         my $s = IO::Socket::INET->new(PeerAddr => '127.0.0.1', PeerPort => $self->{port},
                                       Proto => 'tcp', Timeout => 1);
         return $s ? 1 : 0;
@@ -283,8 +299,7 @@ sub stop_nginx {
 
 sub start_echo {
     my ($self) = @_;
-    my $listen = IO::Socket::INET->new(Listen => 128, LocalAddr => '127.0.0.1', LocalPort => 0,
-                                       Proto => 'tcp', ReuseAddr => 1) or die "echo: $!";
+    my $listen = reserved_listener(128);
     $self->{echo_addr} = '127.0.0.1:' . $listen->sockport;
     my $pid = fork // die "fork: $!";
     if ($pid == 0) {
