@@ -45,7 +45,7 @@ ngx_http_ml_guard_body_step(ngx_http_request_t *r,
 {
     ngx_int_t  rc;
 
-    if (ctx->step == MLG_STEP_BODY_WAIT) {
+    if (ctx->body_wait) {
         if (ctx->reason == MLG_REASON_BODY_TOO_LARGE) {
             return ctx->status;
         }
@@ -58,7 +58,7 @@ ngx_http_ml_guard_body_step(ngx_http_request_t *r,
         return NGX_OK;
     }
 
-    /* MLG_STEP_BODY */
+    /* the first call */
 
     if (r->headers_in.content_length_n > lcf->max_body) {
         return ngx_http_ml_guard_deny_too_large(r, lcf, ctx);
@@ -82,7 +82,7 @@ ngx_http_ml_guard_body_step(ngx_http_request_t *r,
         return rc;
     }
 
-    ctx->step = MLG_STEP_BODY_WAIT;
+    ctx->body_wait = 1;
 
     if (!ctx->body_done) {
         /*
