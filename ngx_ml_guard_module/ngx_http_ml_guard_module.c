@@ -32,10 +32,6 @@ static ngx_int_t ngx_http_ml_guard_limits(ngx_http_request_t *r,
     ngx_http_ml_guard_ctx_t *ctx);
 static void ngx_http_ml_guard_lockout_count(ngx_http_request_t *r,
     ngx_http_ml_guard_ctx_t *ctx);
-static ngx_int_t ngx_http_ml_guard_body(ngx_http_request_t *r,
-    ngx_http_ml_guard_ctx_t *ctx);
-static ngx_int_t ngx_http_ml_guard_json(ngx_http_request_t *r,
-    ngx_http_ml_guard_ctx_t *ctx);
 
 static ngx_int_t ngx_http_ml_guard_add_variables(ngx_conf_t *cf);
 static ngx_int_t ngx_http_ml_guard_variable(ngx_http_request_t *r,
@@ -79,29 +75,6 @@ static ngx_command_t  ngx_http_ml_guard_commands[] = {
       0,
       NULL },
 
-    { ngx_string("ml_guard_max_body"),
-      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
-      ngx_conf_set_off_slot,
-      NGX_HTTP_LOC_CONF_OFFSET,
-      offsetof(ngx_http_ml_guard_loc_conf_t, max_body),
-      NULL },
-
-    /* JSON and schema: ngx_http_ml_guard_schema.c */
-
-    { ngx_string("ml_guard_schema"),
-      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
-      ngx_http_ml_guard_schema,
-      NGX_HTTP_LOC_CONF_OFFSET,
-      0,
-      NULL },
-
-    { ngx_string("ml_guard_max_json_depth"),
-      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
-      ngx_http_ml_guard_max_json_depth,
-      NGX_HTTP_LOC_CONF_OFFSET,
-      0,
-      NULL },
-
     /* rate limits and lockout: ngx_http_ml_guard_ratelimit.c */
 
     { ngx_string("ml_guard_redis"),
@@ -121,15 +94,6 @@ static ngx_command_t  ngx_http_ml_guard_commands[] = {
     { ngx_string("ml_guard_auth_failures"),
       NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE2,
       ngx_http_ml_guard_auth_failures,
-      NGX_HTTP_LOC_CONF_OFFSET,
-      0,
-      NULL },
-
-    /* operations: ngx_http_ml_guard_metrics.c */
-
-    { ngx_string("ml_guard_metrics"),
-      NGX_HTTP_LOC_CONF|NGX_CONF_NOARGS,
-      ngx_http_ml_guard_metrics,
       NGX_HTTP_LOC_CONF_OFFSET,
       0,
       NULL },
@@ -262,10 +226,8 @@ ngx_http_ml_guard_create_loc_conf(ngx_conf_t *cf)
     conf->enable = NGX_CONF_UNSET;
     conf->auth = NGX_CONF_UNSET_UINT;
     conf->roles = NGX_CONF_UNSET_PTR;
-    conf->max_body = NGX_CONF_UNSET;
 
-    if (ngx_http_ml_guard_schema_create_conf(cf, conf) != NGX_OK
-        || ngx_http_ml_guard_ratelimit_create_conf(cf, conf) != NGX_OK)
+    if (ngx_http_ml_guard_ratelimit_create_conf(cf, conf) != NGX_OK)
     {
         return NULL;
     }
@@ -283,13 +245,10 @@ ngx_http_ml_guard_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
     ngx_conf_merge_value(conf->enable, prev->enable, 0);
     ngx_conf_merge_uint_value(conf->auth, prev->auth, 0);
     ngx_conf_merge_ptr_value(conf->roles, prev->roles, NULL);
-    ngx_conf_merge_off_value(conf->max_body, prev->max_body, 1024 * 1024);
 
     /* conf->auth_configured: set by the methods' own merges */
 
-    if (ngx_http_ml_guard_schema_merge_conf(cf, prev, conf) != NGX_CONF_OK
-        || ngx_http_ml_guard_ratelimit_merge_conf(cf, prev, conf)
-           != NGX_CONF_OK)
+    if (ngx_http_ml_guard_ratelimit_merge_conf(cf, prev, conf) != NGX_CONF_OK)
     {
         return NGX_CONF_ERROR;
     }
@@ -482,10 +441,7 @@ ngx_http_ml_guard_init(ngx_conf_t *cf)
 
     *h = ngx_http_ml_guard_handler;
 
-    if (ngx_http_ml_guard_body_filter_init(cf) != NGX_OK
-        || ngx_http_ml_guard_problem_filter_init(cf) != NGX_OK
-        || ngx_http_ml_guard_metrics_init_zone(cf) != NGX_OK)
-    {
+    if (ngx_http_ml_guard_problem_filter_init(cf) != NGX_OK) {
         return NGX_ERROR;
     }
 
@@ -499,10 +455,6 @@ ngx_http_ml_guard_init(ngx_conf_t *cf)
                                       ngx_http_ml_guard_authorize) != NGX_OK
         || ngx_http_ml_guard_add_step(cf, NGX_HTTP_ML_GUARD_LIMITS,
                                       ngx_http_ml_guard_limits) != NGX_OK
-        || ngx_http_ml_guard_add_step(cf, NGX_HTTP_ML_GUARD_BODY,
-                                      ngx_http_ml_guard_body) != NGX_OK
-        || ngx_http_ml_guard_add_step(cf, NGX_HTTP_ML_GUARD_JSON,
-                                      ngx_http_ml_guard_json) != NGX_OK
         || ngx_http_ml_guard_on_auth_failure(cf,
                                    ngx_http_ml_guard_lockout_count) != NGX_OK)
     {
@@ -918,22 +870,6 @@ static ngx_int_t
 ngx_http_ml_guard_limits(ngx_http_request_t *r, ngx_http_ml_guard_ctx_t *ctx)
 {
     return ngx_http_ml_guard_ratelimit_step(r,
-               ngx_http_get_module_loc_conf(r, ngx_http_ml_guard_module), ctx);
-}
-
-
-static ngx_int_t
-ngx_http_ml_guard_body(ngx_http_request_t *r, ngx_http_ml_guard_ctx_t *ctx)
-{
-    return ngx_http_ml_guard_body_step(r,
-               ngx_http_get_module_loc_conf(r, ngx_http_ml_guard_module), ctx);
-}
-
-
-static ngx_int_t
-ngx_http_ml_guard_json(ngx_http_request_t *r, ngx_http_ml_guard_ctx_t *ctx)
-{
-    return ngx_http_ml_guard_json_step(r,
                ngx_http_get_module_loc_conf(r, ngx_http_ml_guard_module), ctx);
 }
 

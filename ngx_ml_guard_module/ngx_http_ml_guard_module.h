@@ -65,7 +65,6 @@ typedef enum {
 
 /* Rate limits and lockout (ngx_http_ml_guard_ratelimit.c) are configured
  * through the core's conf; their structures are defined there. */
-typedef struct ngx_http_ml_guard_schema_conf_s     ngx_http_ml_guard_schema_conf_t;
 typedef struct ngx_http_ml_guard_ratelimit_conf_s  ngx_http_ml_guard_ratelimit_conf_t;
 typedef struct ngx_http_ml_guard_redis_conf_s      ngx_http_ml_guard_redis_conf_t;
 typedef struct ngx_http_ml_guard_ratelimit_ctx_s   ngx_http_ml_guard_ratelimit_ctx_t;
@@ -86,9 +85,6 @@ typedef struct {
 
     ngx_array_t                         *roles;           /* of ngx_str_t */
 
-    off_t                                max_body;        /* ml_guard_max_body */
-
-    ngx_http_ml_guard_schema_conf_t     *schema;
     ngx_http_ml_guard_ratelimit_conf_t  *ratelimit;
 } ngx_http_ml_guard_loc_conf_t;
 
@@ -262,26 +258,6 @@ void ngx_http_ml_guard_gauge_add(ngx_http_ml_guard_gauge_e gauge,
 void ngx_http_ml_guard_metrics_decision(ngx_http_ml_guard_ctx_t *ctx);
 void ngx_http_ml_guard_metrics_upstream_failure(ngx_http_ml_guard_ctx_t *ctx);
 uint64_t ngx_http_ml_guard_now_us(void);
-
-ngx_int_t ngx_http_ml_guard_metrics_init_zone(ngx_conf_t *cf);
-char *ngx_http_ml_guard_metrics(ngx_conf_t *cf, ngx_command_t *cmd, void *conf);
-
-/* ngx_http_ml_guard_body.c */
-ngx_int_t ngx_http_ml_guard_body_step(ngx_http_request_t *r,
-    ngx_http_ml_guard_loc_conf_t *lcf, ngx_http_ml_guard_ctx_t *ctx);
-ngx_int_t ngx_http_ml_guard_body_get(ngx_http_request_t *r, ngx_str_t *body);
-ngx_int_t ngx_http_ml_guard_body_filter_init(ngx_conf_t *cf);
-
-/* ngx_http_ml_guard_schema.c */
-ngx_int_t ngx_http_ml_guard_schema_create_conf(ngx_conf_t *cf,
-    ngx_http_ml_guard_loc_conf_t *lcf);
-char *ngx_http_ml_guard_schema_merge_conf(ngx_conf_t *cf,
-    ngx_http_ml_guard_loc_conf_t *prev, ngx_http_ml_guard_loc_conf_t *conf);
-/* Runs after the body is read; NGX_OK when no JSON checks apply. */
-ngx_int_t ngx_http_ml_guard_json_step(ngx_http_request_t *r,
-    ngx_http_ml_guard_loc_conf_t *lcf, ngx_http_ml_guard_ctx_t *ctx);
-char *ngx_http_ml_guard_schema(ngx_conf_t *cf, ngx_command_t *cmd, void *conf);
-char *ngx_http_ml_guard_max_json_depth(ngx_conf_t *cf, ngx_command_t *cmd, void *conf);
 
 /* ngx_http_ml_guard_ratelimit.c, called by the core */
 ngx_int_t ngx_http_ml_guard_ratelimit_create_conf(ngx_conf_t *cf,
