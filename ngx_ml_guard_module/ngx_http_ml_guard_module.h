@@ -92,7 +92,7 @@ typedef struct {
 /* The stages of the access phase, in the order they run. */
 typedef enum {
     NGX_HTTP_ML_GUARD_LOCKOUT = 0,
-    NGX_HTTP_ML_GUARD_AUTHENTICATE,     /* the core's; methods plug in below */
+    NGX_HTTP_ML_GUARD_AUTHENTICATE,     /* the core's: tries the auth methods */
     NGX_HTTP_ML_GUARD_AUTHORIZE,
     NGX_HTTP_ML_GUARD_LIMITS,
     NGX_HTTP_ML_GUARD_BODY,
