@@ -1,4 +1,5 @@
 #include "reqjson.h"
+#include "buf.h"
 
 #include <math.h>
 #include <stdarg.h>
@@ -319,43 +320,6 @@ hex4(const char *p)
 }
 
 /*
- * Length of the well-formed UTF-8 sequence at p (RFC 3629: no overlong
- * forms, no surrogates, nothing past U+10FFFF), or 0.
- */
-static size_t
-utf8_len(const unsigned char *p, const unsigned char *end)
-{
-    unsigned char  lo = 0x80, hi = 0xbf;
-    size_t         n, i;
-
-    if (p[0] < 0x80) {
-        return 1;
-    }
-    if (p[0] >= 0xc2 && p[0] <= 0xdf) {
-        n = 2;
-    } else if (p[0] >= 0xe0 && p[0] <= 0xef) {
-        n = 3;
-        lo = p[0] == 0xe0 ? 0xa0 : 0x80;
-        hi = p[0] == 0xed ? 0x9f : 0xbf;
-    } else if (p[0] >= 0xf0 && p[0] <= 0xf4) {
-        n = 4;
-        lo = p[0] == 0xf0 ? 0x90 : 0x80;
-        hi = p[0] == 0xf4 ? 0x8f : 0xbf;
-    } else {
-        return 0;
-    }
-    if ((size_t) (end - p) < n || p[1] < lo || p[1] > hi) {
-        return 0;
-    }
-    for (i = 2; i < n; i++) {
-        if ((p[i] & 0xc0) != 0x80) {
-            return 0;
-        }
-    }
-    return n;
-}
-
-/*
  * Reads the JSON string at s->p as text: escapes decoded (\uXXXX surrogate
  * pairs to one code point), the whole string checked to be UTF-8.  At most
  * cap - 1 bytes are kept, cut before the first code point that does not fit
@@ -424,7 +388,7 @@ read_text(scan_t *s, const char *what, char *out, size_t cap, size_t *len)
                 }
             }
         } else {
-            k = utf8_len(p, end);
+            k = mlg_utf8_len(p, end);
             if (k == 0) {
                 return fail(s, "\"%s\" is not valid UTF-8 (at offset %zu)",
                             what, (size_t) ((const char *) p - s->start));

@@ -74,6 +74,24 @@ for my $lit ('\\ud83d', '\\ude00', '\\ud83d\\u0041') {
     like($r->{json} ? $r->{json}{error} : $r->{body}, qr/"id" .*surrogate/, 'the error names the surrogate');
 }
 
+# errors that quote the request stay valid JSON: bytes that are not UTF-8,
+# and a character cut short at the end of a quote, come out as U+FFFD
+for my $case (
+    [POST => '/v2/models/iris/infer',
+     qq({"inputs":[{"shape":[1,4],"data":[1,2,3,4],"datatype":"\xff\xfeINT8"}]}), 400, 'a datatype that is not UTF-8'],
+    [GET => '/v2/models/a' . ("\xc3\xa9" x 60), undef, 404, 'an unknown model name cut in a character'],
+    [GET => '/v2/models/x' . ("\xc3\xa9" x 60) . '/ready', undef, 404, 'the same on /ready'],
+    [GET => '/nope/' . ("\xe2\x82\xac" x 100), undef, 404, 'an unknown path cut in a character'],
+    [GET => "/nope/\xff\xc0\xaf", undef, 404, 'an unknown path that is not UTF-8'],
+) {
+    my ($m, $path, $body, $status, $what) = @$case;
+    $r = $b->request($m, $path, $body);
+    is($r->{status}, $status, "$what: $status");
+    ok(defined eval { Encode::decode('UTF-8', my $copy = $r->{body}, Encode::FB_CROAK) }
+       && eval { $strict->decode($r->{body}) }, "$what: the error is valid UTF-8 JSON")
+        or diag $r->{body};
+}
+
 # the server keeps serving
 $r = infer('ok');
 is(echoed($r), 'ok', 'a plain id after all that');
