@@ -204,6 +204,24 @@ utf8_ok(const unsigned char *s, size_t n)
     return 1;
 }
 
+/* How many of the ids are accepted, or refused without naming "id" and must. */
+static int
+refused_ids(mlg_request_t *rq, const char *const *lits, size_t n, const char *must)
+{
+    size_t  i;
+    int     bad = 0;
+
+    for (i = 0; i < n; i++) {
+        if (parse_id(rq, lits[i]) == 0 || strstr(rq->err, "\"id\"") == NULL
+            || strstr(rq->err, must) == NULL)
+        {
+            diag("%s case %zu: accepted or wrong error: %s", must, i, rq->err);
+            bad++;
+        }
+    }
+    return bad;
+}
+
 static void
 test_id(void)
 {
@@ -235,29 +253,14 @@ test_id(void)
        && strcmp(rq.id, "caf\xc3\xa9 \xe2\x82\xac \xf0\x9f\x98\x80") == 0,
        "valid raw UTF-8 kept as is");
 
-    bad = 0;
-    for (i = 0; i < sizeof(invalid) / sizeof(invalid[0]); i++) {
-        if (parse_id(&rq, invalid[i]) == 0 || strstr(rq.err, "\"id\"") == NULL
-            || strstr(rq.err, "UTF-8") == NULL)
-        {
-            diag("invalid UTF-8 case %zu: accepted or wrong error: %s", i, rq.err);
-            bad++;
-        }
-    }
+    bad = refused_ids(&rq, invalid, sizeof(invalid) / sizeof(invalid[0]), "UTF-8");
     is_int(bad, 0, "invalid UTF-8 in \"id\" refused (lone continuation, truncated, "
            "overlong, encoded surrogate, > U+10FFFF, 5-byte form)");
     ok(parse_id(&rq, "\"\xff\"") != 0 && strchr(rq.err, '\xff') == NULL,
        "the error does not copy the bad byte: %s", rq.err);
 
-    bad = 0;
-    for (i = 0; i < sizeof(surrogates) / sizeof(surrogates[0]); i++) {
-        if (parse_id(&rq, surrogates[i]) == 0 || strstr(rq.err, "\"id\"") == NULL
-            || strstr(rq.err, "surrogate") == NULL)
-        {
-            diag("surrogate case %zu: accepted or wrong error: %s", i, rq.err);
-            bad++;
-        }
-    }
+    bad = refused_ids(&rq, surrogates, sizeof(surrogates) / sizeof(surrogates[0]),
+                      "surrogate");
     is_int(bad, 0, "unpaired UTF-16 surrogate escapes in \"id\" refused");
 
     /* invalid UTF-8 past the cut point is still refused */
