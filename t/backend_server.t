@@ -152,6 +152,20 @@ ok(!-e $b->socket_path, 'socket removed');
     $x->stop;
 }
 
+# a backend that may not give its socket to the group says so and leaves no socket
+SKIP: {
+    skip 'needs root to run the backend as another user', 3 unless $> == 0 && -x '/usr/bin/setpriv';
+    my ($uid, $gid) = (getpwnam('daemon'))[2, 3];
+    skip 'no user daemon', 3 unless defined $uid;
+    my $udir = tempdir('mlg-sockgrp-XXXXXX', TMPDIR => 1, CLEANUP => 1);
+    chown $uid, $gid, $udir;
+    my $out = `/usr/bin/setpriv --reuid=$uid --regid=$gid --clear-groups @{[MLGuard::Backend::binary()]} --model conf/models/iris.mlgf --listen unix:$udir/b.sock --socket-group nogroup 2>&1`;
+    isnt($?, 0, 'a user outside --socket-group: error status');
+    like($out, qr/--socket-group: cannot give \S+b\.sock to group 65534: Operation not permitted \(the backend must run as root or as a member of the group\)/,
+         'and says why') or diag $out;
+    ok(!-e "$udir/b.sock", 'no socket left behind');
+}
+
 # --- a stale socket file is replaced; a live one is refused ---
 my $sdir = tempdir('mlg-sock-XXXXXX', TMPDIR => 1, CLEANUP => 1);
 {
