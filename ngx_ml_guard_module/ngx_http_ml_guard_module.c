@@ -18,6 +18,8 @@
 
 
 static ngx_int_t ngx_http_ml_guard_handler(ngx_http_request_t *r);
+static ngx_int_t ngx_http_ml_guard_final(ngx_http_request_t *r,
+    ngx_int_t status);
 static ngx_int_t ngx_http_ml_guard_authenticate(ngx_http_request_t *r,
     ngx_http_ml_guard_loc_conf_t *lcf, ngx_http_ml_guard_ctx_t *ctx);
 static ngx_int_t ngx_http_ml_guard_api_key_authenticate(ngx_http_request_t *r,
@@ -35,6 +37,8 @@ static char *ngx_http_ml_guard_init_main_conf(ngx_conf_t *cf, void *conf);
 static void *ngx_http_ml_guard_create_loc_conf(ngx_conf_t *cf);
 static char *ngx_http_ml_guard_merge_loc_conf(ngx_conf_t *cf, void *parent,
     void *child);
+static char *ngx_http_ml_guard_check_auth(ngx_conf_t *cf,
+    ngx_http_ml_guard_loc_conf_t *conf);
 static ngx_int_t ngx_http_ml_guard_init(ngx_conf_t *cf);
 static ngx_int_t ngx_http_ml_guard_init_process(ngx_cycle_t *cycle);
 static void ngx_http_ml_guard_exit_process(ngx_cycle_t *cycle);
@@ -52,6 +56,25 @@ static char *ngx_http_ml_guard_mtls_roles(ngx_conf_t *cf, ngx_command_t *cmd,
 static ngx_int_t ngx_http_ml_guard_mtls_authenticate(ngx_http_request_t *r,
     ngx_http_ml_guard_loc_conf_t *lcf, ngx_http_ml_guard_ctx_t *ctx,
     ngx_http_ml_guard_reason_e *reason);
+
+
+typedef ngx_int_t (*ngx_http_ml_guard_authenticate_pt)(ngx_http_request_t *r,
+    ngx_http_ml_guard_loc_conf_t *lcf, ngx_http_ml_guard_ctx_t *ctx,
+    ngx_http_ml_guard_reason_e *reason);
+
+typedef struct {
+    ngx_uint_t                          method;
+    ngx_http_ml_guard_authenticate_pt   authenticate;
+} ngx_http_ml_guard_authenticator_t;
+
+
+/* in the order in which the first valid credential names the principal */
+static ngx_http_ml_guard_authenticator_t  ngx_http_ml_guard_authenticators[] = {
+    { NGX_HTTP_ML_GUARD_AUTH_API_KEY, ngx_http_ml_guard_api_key_authenticate },
+    { NGX_HTTP_ML_GUARD_AUTH_JWT, ngx_http_ml_guard_jwt_authenticate },
+    { NGX_HTTP_ML_GUARD_AUTH_MTLS, ngx_http_ml_guard_mtls_authenticate },
+    { 0, NULL }
+};
 
 
 static ngx_command_t  ngx_http_ml_guard_commands[] = {
@@ -394,6 +417,71 @@ ngx_http_ml_guard_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
 
     } else {
         conf->auth_effective = conf->auth;
+    }
+
+    return ngx_http_ml_guard_check_auth(cf, conf);
+}
+
+
+/*
+ * A location where ml_guard is on must have a way to authenticate, and every
+ * method ml_guard_auth names must be configured there: nginx -t fails
+ * otherwise.  Server levels are not checked (their settings are completed
+ * by the locations that inherit them; a request matching no location is
+ * refused with 500 at request time, see ngx_http_ml_guard_authenticate()).
+ */
+static char *
+ngx_http_ml_guard_check_auth(ngx_conf_t *cf,
+    ngx_http_ml_guard_loc_conf_t *conf)
+{
+    ngx_uint_t                 auth;
+    ngx_http_conf_ctx_t       *ctx;
+    ngx_http_core_srv_conf_t  *cscf;
+    ngx_http_core_loc_conf_t  *clcf;
+
+    auth = conf->auth_effective;
+
+    if (!conf->enable || (auth & NGX_HTTP_ML_GUARD_AUTH_NONE)) {
+        return NGX_CONF_OK;
+    }
+
+    /* merging a server{}'s own settings, not a location's */
+
+    ctx = cf->ctx;
+    cscf = ngx_http_conf_get_module_srv_conf(cf, ngx_http_core_module);
+
+    if (cscf->ctx->loc_conf == ctx->loc_conf) {
+        return NGX_CONF_OK;
+    }
+
+    clcf = ngx_http_conf_get_module_loc_conf(cf, ngx_http_core_module);
+
+    if (auth == 0) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "\"ml_guard\" is on in location \"%V\" but no "
+                           "authentication method is configured there: set "
+                           "ml_guard_api_keys, ml_guard_jwt_key or "
+                           "ml_guard_mtls_roles, or \"ml_guard_auth none\"",
+                           &clcf->name);
+        return NGX_CONF_ERROR;
+    }
+
+    if ((auth & NGX_HTTP_ML_GUARD_AUTH_API_KEY) && conf->api_keys == NULL) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "\"ml_guard_auth\" accepts api_key in location "
+                           "\"%V\" but no ml_guard_api_keys file is set there",
+                           &clcf->name);
+        return NGX_CONF_ERROR;
+    }
+
+    if ((auth & NGX_HTTP_ML_GUARD_AUTH_JWT)
+        && !ngx_http_ml_guard_jwt_configured(conf))
+    {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "\"ml_guard_auth\" accepts jwt in location \"%V\" "
+                           "but no ml_guard_jwt_key is set there",
+                           &clcf->name);
+        return NGX_CONF_ERROR;
     }
 
     return NGX_CONF_OK;
@@ -772,7 +860,9 @@ ngx_http_ml_guard_handler(ngx_http_request_t *r)
 
     } else if (ctx->decision) {
         /* decided before an internal redirect to this location */
-        return ctx->decision == 1 ? NGX_DECLINED : (ngx_int_t) ctx->status;
+        return ctx->decision == 1
+               ? NGX_DECLINED
+               : ngx_http_ml_guard_final(r, (ngx_int_t) ctx->status);
     }
 
     for ( ;; ) {
@@ -815,12 +905,43 @@ ngx_http_ml_guard_handler(ngx_http_request_t *r)
                 return NGX_HTTP_INTERNAL_SERVER_ERROR;
             }
 
-            /* NGX_AGAIN/NGX_DONE: waiting; otherwise a denial status */
-            return rc == NGX_AGAIN ? NGX_DONE : rc;
+            if (rc == NGX_AGAIN || rc == NGX_DONE) {
+                /* waiting: the step resumes the phases when it can go on */
+                return NGX_DONE;
+            }
+
+            return ngx_http_ml_guard_final(r, rc);
         }
 
         ctx->step++;
     }
+}
+
+
+/*
+ * Makes a denial final whatever "satisfy" says.  Under "satisfy all" the
+ * access phase finalizes any refusal itself; under "satisfy any" a 401 or
+ * 403 would only be one vote, which a later allow (an address in "allow",
+ * auth_basic) overrides, so the request is finalized here.  An allow from
+ * ml-guard is NGX_DECLINED: it never ends the access phase, so the other
+ * access modules still decide among themselves as "satisfy" says.
+ */
+static ngx_int_t
+ngx_http_ml_guard_final(ngx_http_request_t *r, ngx_int_t status)
+{
+    ngx_http_core_loc_conf_t  *clcf;
+
+    clcf = ngx_http_get_module_loc_conf(r, ngx_http_core_module);
+
+    if (clcf->satisfy == NGX_HTTP_SATISFY_ALL
+        || (status != NGX_HTTP_UNAUTHORIZED && status != NGX_HTTP_FORBIDDEN))
+    {
+        return status;
+    }
+
+    ngx_http_finalize_request(r, status);
+
+    return NGX_DONE;
 }
 
 
@@ -829,7 +950,8 @@ ngx_http_ml_guard_authenticate(ngx_http_request_t *r,
     ngx_http_ml_guard_loc_conf_t *lcf, ngx_http_ml_guard_ctx_t *ctx)
 {
     ngx_int_t                   rc;
-    ngx_uint_t                  methods;
+    ngx_uint_t                  i, methods;
+    ngx_http_ml_guard_ctx_t     first;
     ngx_http_ml_guard_reason_e  reason, failure;
 
     methods = lcf->auth_effective;
@@ -846,50 +968,55 @@ ngx_http_ml_guard_authenticate(ngx_http_request_t *r,
         return NGX_ERROR;
     }
 
-    /* any one valid credential suffices; else the first refusal counts */
+    /*
+     * Every credential presented for an accepted method is checked and must
+     * be valid: a refused one denies the request (and counts as a failure)
+     * even next to a valid one, so a valid credential cannot be used to try
+     * others unthrottled.  The principal is the first valid one, in the
+     * order api_key, jwt, mtls.
+     */
 
     failure = MLG_REASON_NONE;
+    ngx_memzero(&first, sizeof(ngx_http_ml_guard_ctx_t));
 
-    if (methods & NGX_HTTP_ML_GUARD_AUTH_API_KEY) {
-        rc = ngx_http_ml_guard_api_key_authenticate(r, lcf, ctx, &reason);
+    for (i = 0; ngx_http_ml_guard_authenticators[i].method; i++) {
 
-        if (rc == NGX_OK) {
-            return NGX_OK;
+        if (!(methods & ngx_http_ml_guard_authenticators[i].method)) {
+            continue;
         }
 
-        if (rc == NGX_ERROR) {
+        rc = ngx_http_ml_guard_authenticators[i].authenticate(r, lcf, ctx,
+                                                              &reason);
+
+        if (rc == NGX_OK) {
+            if (first.auth_method.len == 0) {
+                first = *ctx;
+            }
+
+        } else if (rc == NGX_ERROR && failure == MLG_REASON_NONE) {
             failure = reason;
         }
     }
 
-    if (methods & NGX_HTTP_ML_GUARD_AUTH_JWT) {
-        rc = ngx_http_ml_guard_jwt_authenticate(r, lcf, ctx, &reason);
-
-        if (rc == NGX_OK) {
-            return NGX_OK;
-        }
-
-        if (rc == NGX_ERROR && failure == MLG_REASON_NONE) {
-            failure = reason;
-        }
-    }
-
-    if (methods & NGX_HTTP_ML_GUARD_AUTH_MTLS) {
-        rc = ngx_http_ml_guard_mtls_authenticate(r, lcf, ctx, &reason);
-
-        if (rc == NGX_OK) {
-            return NGX_OK;
-        }
-
-        if (rc == NGX_ERROR && failure == MLG_REASON_NONE) {
-            failure = reason;
-        }
+    if (failure == MLG_REASON_NONE && first.auth_method.len) {
+        ctx->principal = first.principal;
+        ctx->auth_method = first.auth_method;
+        ctx->roles = first.roles;
+        ctx->role_list = first.role_list;
+        return NGX_OK;
     }
 
     if (failure == MLG_REASON_NONE) {
         return ngx_http_ml_guard_deny(r, ctx, MLG_REASON_MISSING_CREDENTIALS,
                                       "no credentials were presented");
     }
+
+    /* a refused credential leaves the request without a principal */
+
+    ngx_str_null(&ctx->principal);
+    ngx_str_null(&ctx->auth_method);
+    ngx_str_null(&ctx->roles);
+    ctx->role_list = NULL;
 
     ngx_http_ml_guard_metric_add(MLG_METRIC_AUTH_FAILURES, 1);
     ngx_http_ml_guard_auth_failed(r, lcf, ctx);

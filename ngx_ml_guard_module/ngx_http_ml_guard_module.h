@@ -26,6 +26,8 @@
  *   NGX_AGAIN       waiting for an event (Redis reply): the feature calls
  *                   ngx_http_ml_guard_wake(r) when the result is in ctx;
  *                   the step function is then called again
+ *   NGX_DONE        the step handed the request to nginx (the body read:
+ *                   ngx_http_ml_guard_body.c) and resumes the phases itself
  *   NGX_HTTP_xxx    denied: the value returned by ngx_http_ml_guard_deny()
  *   NGX_ERROR       internal error (500)
  */
@@ -167,7 +169,6 @@ typedef struct {
     /* body */
     off_t                                body_received;
     unsigned                             body_reading:1;
-    unsigned                             body_waiting:1;
     unsigned                             body_done:1;
     unsigned                             problem_swap:1;
     unsigned                             problem_sending:1;
