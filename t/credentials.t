@@ -10,28 +10,35 @@ use Test::More;
 use MLGuard::Test qw(sha256_hex_of random_key);
 use MLGuard::JWT;
 
-my $t = MLGuard::Test->new;
-my $k = MLGuard::JWT->new($t->dir);
 my $secret = random_key(64);
-$t->write_file('hs.secret', $secret);
 my $key = random_key();
 my $other = random_key();
-$t->write_file('api.keys', 'svc-a ' . sha256_hex_of($key) . " predict\n"
-                           . 'svc-b ' . sha256_hex_of($other) . " predict\n");
-$t->start_echo;
-$t->start_nginx(server => q{
-    location / {
-        ml_guard on;
-        ml_guard_api_keys %%DIR%%/api.keys;
-        ml_guard_jwt_key %%DIR%%/hs.secret;
-        ml_guard_rate_limit 100r/m burst=50;
-        ml_guard_auth_failures 3r/m ban=1h;
-        proxy_set_header X-Principal $ml_guard_principal;
-        proxy_set_header X-Method $ml_guard_auth_method;
-        proxy_pass http://%%ECHO%%;
-    }
-});
+my ($t, $k);
 
+# nginx with API keys and a JWT key in one location, and a lockout
+sub start {
+    my ($failures) = @_;
+    $t = MLGuard::Test->new;
+    $k = MLGuard::JWT->new($t->dir);
+    $t->write_file('hs.secret', $secret);
+    $t->write_file('api.keys', 'svc-a ' . sha256_hex_of($key) . " predict\n"
+                               . 'svc-b ' . sha256_hex_of($other) . " predict\n");
+    $t->start_echo;
+    $t->start_nginx(server => qq{
+        location / {
+            ml_guard on;
+            ml_guard_api_keys %%DIR%%/api.keys;
+            ml_guard_jwt_key %%DIR%%/hs.secret;
+            ml_guard_rate_limit 100r/m burst=50;
+            ml_guard_auth_failures $failures ban=1h;
+            proxy_set_header X-Principal \$ml_guard_principal;
+            proxy_set_header X-Method \$ml_guard_auth_method;
+            proxy_pass http://%%ECHO%%;
+        }
+    });
+}
+
+start('3r/m');
 my $jwt = $k->token(alg => 'HS256', secret => $secret, claims => { sub => 'alice' });
 sub get { $t->request(GET => '/m', headers => { @_ }) }
 sub bearer { (Authorization => "Bearer $_[0]") }
@@ -65,19 +72,7 @@ is $res->{json}{reason}, 'locked_out', 'reason locked_out: the guesses counted a
 $t->stop;
 
 # a bad token next to a valid key counts the same way
-$t = MLGuard::Test->new;
-$t->write_file('hs.secret', $secret);
-$t->write_file('api.keys', 'svc-a ' . sha256_hex_of($key) . " predict\n");
-$t->start_echo;
-$t->start_nginx(server => q{
-    location / {
-        ml_guard on;
-        ml_guard_api_keys %%DIR%%/api.keys;
-        ml_guard_jwt_key %%DIR%%/hs.secret;
-        ml_guard_auth_failures 1r/m ban=1h;
-        proxy_pass http://%%ECHO%%;
-    }
-});
+start('1r/m');
 my $forged = $k->token(alg => 'HS256', secret => 'not-the-secret-' . random_key(32));
 $res = get(bearer($forged), 'X-API-Key' => $key);
 is $res->{status}, 401, 'a forged token next to a valid key: 401';
