@@ -72,4 +72,30 @@ is $t->request(GET => '/plain-yes/g', headers => { 'X-API-Key' => $key })->{stat
 is $t->request(GET => '/plain-no/g', headers => { 'X-API-Key' => $key })->{status}, 403, 'no body, refused: 403';
 
 $t->stop;
+
+# the same over HTTP/2 (h2c), where nginx reads the body from DATA frames
+my $h2 = MLGuard::Test->new;
+$h2->write_file('keys.txt', 'svc ' . sha256_hex_of($key) . " predict\n");
+my $file = $h2->write_file('body.json', $big);
+$h2->start_echo;
+$h2->start_nginx(listen => 'http2', server => q{
+    location /yes/ { ml_guard on; ml_guard_api_keys %%DIR%%/keys.txt; auth_request /auth-yes;
+                     proxy_pass http://%%ECHO%%; }
+    location /no/  { ml_guard on; ml_guard_api_keys %%DIR%%/keys.txt; auth_request /auth-no;
+                     proxy_pass http://%%ECHO%%; }
+    location = /auth-yes { internal; proxy_pass_request_body off; proxy_set_header Content-Length "";
+                           proxy_pass http://%%ECHO%%/verdict; }
+    location = /auth-no  { internal; return 403; }
+});
+for my $case ([ '/yes/h2', '200 2' ], [ '/no/h2', '403 2' ]) {
+    my ($path, $want) = @$case;
+    my $cmd = join ' ', 'curl -s -m 10 --http2-prior-knowledge -o /dev/null',
+        "-w '%{http_code} %{http_version}'", "-H 'X-API-Key: $key'",
+        "-H 'Content-Type: application/json'", "--data-binary \@$file",
+        'http://127.0.0.1:' . $h2->port . $path;
+    my $got = `$cmd`;
+    is $got, $want, "HTTP/2, a large body, $path: $want";
+}
+$h2->stop;
+
 done_testing;
