@@ -1,12 +1,16 @@
 /*
- * ngx_http_ml_guard_module: directives, configuration, variables and the
- * access-phase state machine.
+ * ngx_http_ml_guard_module: the core.  "ml_guard on|off", ml_guard_auth,
+ * ml_guard_roles, the request ctx, the decision variables, the table of
+ * steps the policy modules register into, and the access-phase handler.
  *
- * One handler per request runs the steps below in order, keeping its place
+ * One handler per request runs the steps in stage order, keeping its place
  * in the request ctx so that a step that waits (a Redis reply, the request
  * body) can return NGX_AGAIN/NGX_DONE and be resumed by the phase engine:
  *
- *   LOCKOUT -> AUTH -> AUTHZ -> RATELIMIT -> BODY -> JSON -> allow
+ *   lockout -> authenticate -> authorize -> limits -> body -> json -> allow
+ *
+ * Authentication is the core's step: it tries the registered methods (API
+ * keys, JWT, mTLS: each its own module) and accepts the first that succeeds.
  *
  * Cheap, body-free checks come first, so an unauthenticated client never
  * makes the gateway read or parse its body.  A denial is returned as an
@@ -17,16 +21,26 @@
 #include "ngx_http_ml_guard_module.h"
 
 
+/* a location whose authentication is checked at postconfiguration */
+typedef struct {
+    ngx_http_ml_guard_loc_conf_t        *lcf;
+    ngx_str_t                           *name;
+} ngx_http_ml_guard_check_t;
+
+
 static ngx_int_t ngx_http_ml_guard_handler(ngx_http_request_t *r);
 static ngx_int_t ngx_http_ml_guard_final(ngx_http_request_t *r,
     ngx_int_t status);
 static ngx_int_t ngx_http_ml_guard_authenticate(ngx_http_request_t *r,
-    ngx_http_ml_guard_loc_conf_t *lcf, ngx_http_ml_guard_ctx_t *ctx);
-static ngx_int_t ngx_http_ml_guard_api_key_authenticate(ngx_http_request_t *r,
-    ngx_http_ml_guard_loc_conf_t *lcf, ngx_http_ml_guard_ctx_t *ctx,
-    ngx_http_ml_guard_reason_e *reason);
+    ngx_http_ml_guard_ctx_t *ctx);
 static ngx_int_t ngx_http_ml_guard_authorize(ngx_http_request_t *r,
-    ngx_http_ml_guard_loc_conf_t *lcf, ngx_http_ml_guard_ctx_t *ctx);
+    ngx_http_ml_guard_ctx_t *ctx);
+static ngx_int_t ngx_http_ml_guard_lockout(ngx_http_request_t *r,
+    ngx_http_ml_guard_ctx_t *ctx);
+static ngx_int_t ngx_http_ml_guard_limits(ngx_http_request_t *r,
+    ngx_http_ml_guard_ctx_t *ctx);
+static void ngx_http_ml_guard_lockout_count(ngx_http_request_t *r,
+    ngx_http_ml_guard_ctx_t *ctx);
 
 static ngx_int_t ngx_http_ml_guard_add_variables(ngx_conf_t *cf);
 static ngx_int_t ngx_http_ml_guard_variable(ngx_http_request_t *r,
@@ -37,44 +51,17 @@ static char *ngx_http_ml_guard_init_main_conf(ngx_conf_t *cf, void *conf);
 static void *ngx_http_ml_guard_create_loc_conf(ngx_conf_t *cf);
 static char *ngx_http_ml_guard_merge_loc_conf(ngx_conf_t *cf, void *parent,
     void *child);
-static char *ngx_http_ml_guard_check_auth(ngx_conf_t *cf,
+static char *ngx_http_ml_guard_check_auth_later(ngx_conf_t *cf,
     ngx_http_ml_guard_loc_conf_t *conf);
+static ngx_int_t ngx_http_ml_guard_check_auth(ngx_conf_t *cf);
 static ngx_int_t ngx_http_ml_guard_init(ngx_conf_t *cf);
 static ngx_int_t ngx_http_ml_guard_init_process(ngx_cycle_t *cycle);
 static void ngx_http_ml_guard_exit_process(ngx_cycle_t *cycle);
 
 static char *ngx_http_ml_guard_auth(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
-static char *ngx_http_ml_guard_api_keys(ngx_conf_t *cf, ngx_command_t *cmd,
-    void *conf);
-static char *ngx_http_ml_guard_api_key_header(ngx_conf_t *cf,
-    ngx_command_t *cmd, void *conf);
 static char *ngx_http_ml_guard_roles(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
-static char *ngx_http_ml_guard_mtls_roles(ngx_conf_t *cf, ngx_command_t *cmd,
-    void *conf);
-static ngx_int_t ngx_http_ml_guard_mtls_authenticate(ngx_http_request_t *r,
-    ngx_http_ml_guard_loc_conf_t *lcf, ngx_http_ml_guard_ctx_t *ctx,
-    ngx_http_ml_guard_reason_e *reason);
-
-
-typedef ngx_int_t (*ngx_http_ml_guard_authenticate_pt)(ngx_http_request_t *r,
-    ngx_http_ml_guard_loc_conf_t *lcf, ngx_http_ml_guard_ctx_t *ctx,
-    ngx_http_ml_guard_reason_e *reason);
-
-typedef struct {
-    ngx_uint_t                          method;
-    ngx_http_ml_guard_authenticate_pt   authenticate;
-} ngx_http_ml_guard_authenticator_t;
-
-
-/* in the order in which the first valid credential names the principal */
-static ngx_http_ml_guard_authenticator_t  ngx_http_ml_guard_authenticators[] = {
-    { NGX_HTTP_ML_GUARD_AUTH_API_KEY, ngx_http_ml_guard_api_key_authenticate },
-    { NGX_HTTP_ML_GUARD_AUTH_JWT, ngx_http_ml_guard_jwt_authenticate },
-    { NGX_HTTP_ML_GUARD_AUTH_MTLS, ngx_http_ml_guard_mtls_authenticate },
-    { 0, NULL }
-};
 
 
 static ngx_command_t  ngx_http_ml_guard_commands[] = {
@@ -93,104 +80,9 @@ static ngx_command_t  ngx_http_ml_guard_commands[] = {
       0,
       NULL },
 
-    { ngx_string("ml_guard_api_keys"),
-      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
-      ngx_http_ml_guard_api_keys,
-      NGX_HTTP_LOC_CONF_OFFSET,
-      0,
-      NULL },
-
-    { ngx_string("ml_guard_api_key_header"),
-      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
-      ngx_http_ml_guard_api_key_header,
-      NGX_HTTP_LOC_CONF_OFFSET,
-      0,
-      NULL },
-
-    { ngx_string("ml_guard_mtls_roles"),
-      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
-      ngx_http_ml_guard_mtls_roles,
-      NGX_HTTP_LOC_CONF_OFFSET,
-      0,
-      NULL },
-
     { ngx_string("ml_guard_roles"),
       NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_1MORE,
       ngx_http_ml_guard_roles,
-      NGX_HTTP_LOC_CONF_OFFSET,
-      0,
-      NULL },
-
-    { ngx_string("ml_guard_max_body"),
-      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
-      ngx_conf_set_off_slot,
-      NGX_HTTP_LOC_CONF_OFFSET,
-      offsetof(ngx_http_ml_guard_loc_conf_t, max_body),
-      NULL },
-
-    /* JWT: ngx_http_ml_guard_jwt.c */
-
-    { ngx_string("ml_guard_jwt_key"),
-      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE12,
-      ngx_http_ml_guard_jwt_key,
-      NGX_HTTP_LOC_CONF_OFFSET,
-      0,
-      NULL },
-
-    { ngx_string("ml_guard_jwt_issuer"),
-      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
-      ngx_http_ml_guard_jwt_issuer,
-      NGX_HTTP_LOC_CONF_OFFSET,
-      0,
-      NULL },
-
-    { ngx_string("ml_guard_jwt_audience"),
-      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
-      ngx_http_ml_guard_jwt_audience,
-      NGX_HTTP_LOC_CONF_OFFSET,
-      0,
-      NULL },
-
-    { ngx_string("ml_guard_jwt_leeway"),
-      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
-      ngx_http_ml_guard_jwt_leeway,
-      NGX_HTTP_LOC_CONF_OFFSET,
-      0,
-      NULL },
-
-    { ngx_string("ml_guard_jwt_roles_claim"),
-      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
-      ngx_http_ml_guard_jwt_roles_claim,
-      NGX_HTTP_LOC_CONF_OFFSET,
-      0,
-      NULL },
-
-    { ngx_string("ml_guard_jwt_cache"),
-      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_FLAG,
-      ngx_http_ml_guard_jwt_cache_flag,
-      NGX_HTTP_LOC_CONF_OFFSET,
-      0,
-      NULL },
-
-    { ngx_string("ml_guard_jwt_require_exp"),
-      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_FLAG,
-      ngx_http_ml_guard_jwt_require_exp,
-      NGX_HTTP_LOC_CONF_OFFSET,
-      0,
-      NULL },
-
-    /* JSON and schema: ngx_http_ml_guard_schema.c */
-
-    { ngx_string("ml_guard_schema"),
-      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
-      ngx_http_ml_guard_schema,
-      NGX_HTTP_LOC_CONF_OFFSET,
-      0,
-      NULL },
-
-    { ngx_string("ml_guard_max_json_depth"),
-      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
-      ngx_http_ml_guard_max_json_depth,
       NGX_HTTP_LOC_CONF_OFFSET,
       0,
       NULL },
@@ -214,15 +106,6 @@ static ngx_command_t  ngx_http_ml_guard_commands[] = {
     { ngx_string("ml_guard_auth_failures"),
       NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE2,
       ngx_http_ml_guard_auth_failures,
-      NGX_HTTP_LOC_CONF_OFFSET,
-      0,
-      NULL },
-
-    /* operations: ngx_http_ml_guard_metrics.c */
-
-    { ngx_string("ml_guard_metrics"),
-      NGX_HTTP_LOC_CONF|NGX_CONF_NOARGS,
-      ngx_http_ml_guard_metrics,
       NGX_HTTP_LOC_CONF_OFFSET,
       0,
       NULL },
@@ -297,15 +180,6 @@ static ngx_http_variable_t  ngx_http_ml_guard_vars[] = {
 };
 
 
-static ngx_conf_enum_t  ngx_http_ml_guard_auth_methods[] = {
-    { ngx_string("api_key"), NGX_HTTP_ML_GUARD_AUTH_API_KEY },
-    { ngx_string("jwt"), NGX_HTTP_ML_GUARD_AUTH_JWT },
-    { ngx_string("mtls"), NGX_HTTP_ML_GUARD_AUTH_MTLS },
-    { ngx_string("none"), NGX_HTTP_ML_GUARD_AUTH_NONE },
-    { ngx_null_string, 0 }
-};
-
-
 /* configuration */
 
 static void *
@@ -319,6 +193,18 @@ ngx_http_ml_guard_create_main_conf(ngx_conf_t *cf)
     }
 
     /* set by ngx_pcalloc(): mcf->redis = NULL; */
+
+    if (ngx_array_init(&mcf->steps, cf->pool, 8,
+                       sizeof(ngx_http_ml_guard_step_t)) != NGX_OK
+        || ngx_array_init(&mcf->methods, cf->pool, 4,
+                          sizeof(ngx_http_ml_guard_auth_method_t *)) != NGX_OK
+        || ngx_array_init(&mcf->auth_failed, cf->pool, 2,
+                          sizeof(ngx_http_ml_guard_auth_failed_pt)) != NGX_OK
+        || ngx_array_init(&mcf->checks, cf->pool, 8,
+                          sizeof(ngx_http_ml_guard_check_t)) != NGX_OK)
+    {
+        return NULL;
+    }
 
     return mcf;
 }
@@ -348,20 +234,14 @@ ngx_http_ml_guard_create_loc_conf(ngx_conf_t *cf)
     /*
      * set by ngx_pcalloc():
      *
-     *     conf->auth_effective = 0;
-     *     conf->api_keys = NULL;
-     *     conf->api_keys_file = { 0, NULL };
-     *     conf->api_key_header = { 0, NULL };
+     *     conf->auth_configured = 0;
      */
 
     conf->enable = NGX_CONF_UNSET;
     conf->auth = NGX_CONF_UNSET_UINT;
     conf->roles = NGX_CONF_UNSET_PTR;
-    conf->max_body = NGX_CONF_UNSET;
 
-    if (ngx_http_ml_guard_jwt_create_conf(cf, conf) != NGX_OK
-        || ngx_http_ml_guard_schema_create_conf(cf, conf) != NGX_OK
-        || ngx_http_ml_guard_ratelimit_create_conf(cf, conf) != NGX_OK)
+    if (ngx_http_ml_guard_ratelimit_create_conf(cf, conf) != NGX_OK)
     {
         return NULL;
     }
@@ -379,69 +259,38 @@ ngx_http_ml_guard_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
     ngx_conf_merge_value(conf->enable, prev->enable, 0);
     ngx_conf_merge_uint_value(conf->auth, prev->auth, 0);
     ngx_conf_merge_ptr_value(conf->roles, prev->roles, NULL);
-    ngx_conf_merge_off_value(conf->max_body, prev->max_body, 1024 * 1024);
-    ngx_conf_merge_str_value(conf->api_key_header, prev->api_key_header,
-                             "X-API-Key");
 
-    if (conf->api_keys == NULL) {
-        conf->api_keys = prev->api_keys;
-        conf->api_keys_file = prev->api_keys_file;
-    }
+    /* conf->auth_configured: set by the methods' own merges */
 
-    if (conf->mtls_roles == NULL) {
-        conf->mtls_roles = prev->mtls_roles;
-    }
-
-    if (ngx_http_ml_guard_jwt_merge_conf(cf, prev, conf) != NGX_CONF_OK
-        || ngx_http_ml_guard_schema_merge_conf(cf, prev, conf) != NGX_CONF_OK
-        || ngx_http_ml_guard_ratelimit_merge_conf(cf, prev, conf)
-           != NGX_CONF_OK)
+    if (ngx_http_ml_guard_ratelimit_merge_conf(cf, prev, conf) != NGX_CONF_OK)
     {
         return NGX_CONF_ERROR;
     }
 
-    /* without ml_guard_auth, every configured method is accepted */
-
-    if (conf->auth == 0) {
-        if (conf->api_keys) {
-            conf->auth_effective |= NGX_HTTP_ML_GUARD_AUTH_API_KEY;
-        }
-
-        if (ngx_http_ml_guard_jwt_configured(conf)) {
-            conf->auth_effective |= NGX_HTTP_ML_GUARD_AUTH_JWT;
-        }
-
-        if (conf->mtls_roles) {
-            conf->auth_effective |= NGX_HTTP_ML_GUARD_AUTH_MTLS;
-        }
-
-    } else {
-        conf->auth_effective = conf->auth;
-    }
-
-    return ngx_http_ml_guard_check_auth(cf, conf);
+    return ngx_http_ml_guard_check_auth_later(cf, conf);
 }
 
 
 /*
  * A location where ml_guard is on must have a way to authenticate, and every
  * method ml_guard_auth names must be configured there: nginx -t fails
- * otherwise.  Server levels are not checked (their settings are completed
- * by the locations that inherit them; a request matching no location is
- * refused with 500 at request time, see ngx_http_ml_guard_authenticate()).
+ * otherwise.  The methods' merges run after this one, so the locations are
+ * noted here and checked at postconfiguration (ngx_http_ml_guard_check_auth).
+ * Server levels are not checked: their settings are completed by the
+ * locations that inherit them (a request matching no location is refused
+ * with 500 at request time, see ngx_http_ml_guard_authenticate()).
  */
 static char *
-ngx_http_ml_guard_check_auth(ngx_conf_t *cf,
+ngx_http_ml_guard_check_auth_later(ngx_conf_t *cf,
     ngx_http_ml_guard_loc_conf_t *conf)
 {
-    ngx_uint_t                 auth;
-    ngx_http_conf_ctx_t       *ctx;
-    ngx_http_core_srv_conf_t  *cscf;
-    ngx_http_core_loc_conf_t  *clcf;
+    ngx_http_conf_ctx_t            *ctx;
+    ngx_http_ml_guard_check_t      *check;
+    ngx_http_core_srv_conf_t       *cscf;
+    ngx_http_core_loc_conf_t       *clcf;
+    ngx_http_ml_guard_main_conf_t  *mcf;
 
-    auth = conf->auth_effective;
-
-    if (!conf->enable || (auth & NGX_HTTP_ML_GUARD_AUTH_NONE)) {
+    if (!conf->enable || (conf->auth & NGX_HTTP_ML_GUARD_AUTH_NONE)) {
         return NGX_CONF_OK;
     }
 
@@ -455,36 +304,70 @@ ngx_http_ml_guard_check_auth(ngx_conf_t *cf,
     }
 
     clcf = ngx_http_conf_get_module_loc_conf(cf, ngx_http_core_module);
+    mcf = ngx_http_conf_get_module_main_conf(cf, ngx_http_ml_guard_module);
 
-    if (auth == 0) {
-        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                           "\"ml_guard\" is on in location \"%V\" but no "
-                           "authentication method is configured there: set "
-                           "ml_guard_api_keys, ml_guard_jwt_key or "
-                           "ml_guard_mtls_roles, or \"ml_guard_auth none\"",
-                           &clcf->name);
+    check = ngx_array_push(&mcf->checks);
+    if (check == NULL) {
         return NGX_CONF_ERROR;
     }
 
-    if ((auth & NGX_HTTP_ML_GUARD_AUTH_API_KEY) && conf->api_keys == NULL) {
-        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                           "\"ml_guard_auth\" accepts api_key in location "
-                           "\"%V\" but no ml_guard_api_keys file is set there",
-                           &clcf->name);
-        return NGX_CONF_ERROR;
-    }
-
-    if ((auth & NGX_HTTP_ML_GUARD_AUTH_JWT)
-        && !ngx_http_ml_guard_jwt_configured(conf))
-    {
-        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                           "\"ml_guard_auth\" accepts jwt in location \"%V\" "
-                           "but no ml_guard_jwt_key is set there",
-                           &clcf->name);
-        return NGX_CONF_ERROR;
-    }
+    check->lcf = conf;
+    check->name = &clcf->name;
 
     return NGX_CONF_OK;
+}
+
+
+static ngx_int_t
+ngx_http_ml_guard_check_auth(ngx_conf_t *cf)
+{
+    u_char                            *p, *last, list[256];
+    ngx_uint_t                         i, j;
+    ngx_http_ml_guard_check_t         *check;
+    ngx_http_ml_guard_main_conf_t     *mcf;
+    ngx_http_ml_guard_auth_method_t  **m;
+
+    mcf = ngx_http_conf_get_module_main_conf(cf, ngx_http_ml_guard_module);
+    check = mcf->checks.elts;
+    m = mcf->methods.elts;
+
+    for (i = 0; i < mcf->checks.nelts; i++) {
+
+        if (check[i].lcf->auth == 0 && check[i].lcf->auth_configured == 0) {
+            p = list;
+            last = list + sizeof(list);
+
+            for (j = 0; j < mcf->methods.nelts; j++) {
+                p = ngx_slprintf(p, last, "%s%V", j ? ", " : "",
+                                 &m[j]->directive);
+            }
+
+            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                               "\"ml_guard\" is on in location \"%V\" but "
+                               "no authentication method is configured "
+                               "there: set one of %*s, or "
+                               "\"ml_guard_auth none\"",
+                               check[i].name, p - list, list);
+            return NGX_ERROR;
+        }
+
+        for (j = 0; j < mcf->methods.nelts; j++) {
+
+            if ((check[i].lcf->auth & m[j]->bit)
+                && !(check[i].lcf->auth_configured & m[j]->bit)
+                && !m[j]->conf_optional)
+            {
+                ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                                   "\"ml_guard_auth\" accepts %V in location "
+                                   "\"%V\" but no %V is set there",
+                                   &m[j]->name, check[i].name,
+                                   &m[j]->directive);
+                return NGX_ERROR;
+            }
+        }
+    }
+
+    return NGX_OK;
 }
 
 
@@ -493,42 +376,66 @@ ngx_http_ml_guard_auth(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 {
     ngx_http_ml_guard_loc_conf_t *lcf = conf;
 
-    ngx_str_t        *value;
-    ngx_uint_t        i, bits;
-    ngx_conf_enum_t  *e;
+    u_char                            *p, names[256];
+    ngx_str_t                         *value;
+    ngx_uint_t                         i, j, bit, bits;
+    ngx_http_ml_guard_main_conf_t     *mcf;
+    ngx_http_ml_guard_auth_method_t  **m;
 
     if (lcf->auth != NGX_CONF_UNSET_UINT) {
         return "is duplicate";
     }
 
+    mcf = ngx_http_conf_get_module_main_conf(cf, ngx_http_ml_guard_module);
+    m = mcf->methods.elts;
+
     value = cf->args->elts;
     bits = 0;
 
     for (i = 1; i < cf->args->nelts; i++) {
-        for (e = ngx_http_ml_guard_auth_methods; e->name.len; e++) {
-            if (e->name.len == value[i].len
-                && ngx_strcasecmp(e->name.data, value[i].data) == 0)
+        bit = 0;
+
+        if (value[i].len == sizeof("none") - 1
+            && ngx_strcasecmp((u_char *) "none", value[i].data) == 0)
+        {
+            bit = NGX_HTTP_ML_GUARD_AUTH_NONE;
+        }
+
+        for (j = 0; bit == 0 && j < mcf->methods.nelts; j++) {
+            if (m[j]->name.len == value[i].len
+                && ngx_strcasecmp(m[j]->name.data, value[i].data) == 0)
             {
-                break;
+                bit = m[j]->bit;
             }
         }
 
-        if (e->name.len == 0) {
+        if (bit == 0) {
+            p = names;
+
+            for (j = 0; j < mcf->methods.nelts; j++) {
+                p = ngx_slprintf(p, names + sizeof(names), "%V, ",
+                                 &m[j]->name);
+            }
+
+            if (p > names) {
+                p -= 2;         /* the last ", " */
+            }
+
             ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
                                "invalid authentication method \"%V\", "
-                               "expected api_key, jwt, mtls or none",
-                               &value[i]);
+                               "expected %*s or none",
+                               &value[i], (size_t) (p - names), names);
             return NGX_CONF_ERROR;
         }
 
-        if (bits & e->value) {
+        if (bits & bit) {
             ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
                                "authentication method \"%V\" is listed twice",
                                &value[i]);
             return NGX_CONF_ERROR;
         }
 
-        bits |= e->value;
+        bits |= bit;
     }
 
     if ((bits & NGX_HTTP_ML_GUARD_AUTH_NONE) && bits != NGX_HTTP_ML_GUARD_AUTH_NONE) {
@@ -543,11 +450,7 @@ ngx_http_ml_guard_auth(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 }
 
 
-/*
- * Loads a file named by a directive through a plain-C loader at
- * configuration time; the result lives as long as the configuration cycle.
- */
-static void *
+void *
 ngx_http_ml_guard_load_file(ngx_conf_t *cf, ngx_str_t *file,
     void *(*load)(const char *path, char *err, size_t errlen),
     void (*release)(void *data))
@@ -589,139 +492,6 @@ ngx_http_ml_guard_conf_keep(ngx_conf_t *cf, void *obj,
     cln->data = obj;
 
     return NGX_OK;
-}
-
-
-static void *
-ngx_http_ml_guard_api_keys_load(const char *path, char *err, size_t errlen)
-{
-    return mlg_apikeys_load(path, err, errlen);
-}
-
-
-static void
-ngx_http_ml_guard_api_keys_release(void *data)
-{
-    mlg_apikeys_free(data);
-}
-
-
-static void *
-ngx_http_ml_guard_rolemap_load(const char *path, char *err, size_t errlen)
-{
-    return mlg_rolemap_load(path, err, errlen);
-}
-
-
-static void
-ngx_http_ml_guard_rolemap_release(void *data)
-{
-    mlg_rolemap_free(data);
-}
-
-
-static char *
-ngx_http_ml_guard_api_keys(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
-{
-    ngx_http_ml_guard_loc_conf_t *lcf = conf;
-
-    ngx_str_t  *value, file;
-
-    if (lcf->api_keys != NULL) {
-        return "is duplicate";
-    }
-
-    value = cf->args->elts;
-    file = value[1];
-
-    lcf->api_keys = ngx_http_ml_guard_load_file(cf, &file,
-                                                ngx_http_ml_guard_api_keys_load,
-                                                ngx_http_ml_guard_api_keys_release);
-    if (lcf->api_keys == NULL) {
-        return NGX_CONF_ERROR;
-    }
-
-    if (mlg_apikeys_count(lcf->api_keys) == 0) {
-        ngx_conf_log_error(NGX_LOG_WARN, cf, 0,
-                           "key file \"%V\" holds no keys: every API key "
-                           "will be refused", &file);
-    }
-
-    lcf->api_keys_file = file;
-
-    return NGX_CONF_OK;
-}
-
-
-static char *
-ngx_http_ml_guard_mtls_roles(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
-{
-    ngx_http_ml_guard_loc_conf_t *lcf = conf;
-
-#if (NGX_HTTP_SSL)
-    ngx_str_t  *value, file;
-
-    if (lcf->mtls_roles != NULL) {
-        return "is duplicate";
-    }
-
-    value = cf->args->elts;
-    file = value[1];
-
-    lcf->mtls_roles = ngx_http_ml_guard_load_file(cf, &file,
-                                                  ngx_http_ml_guard_rolemap_load,
-                                                  ngx_http_ml_guard_rolemap_release);
-
-    return lcf->mtls_roles ? NGX_CONF_OK : NGX_CONF_ERROR;
-#else
-    (void) lcf;
-    return "needs nginx built with SSL";
-#endif
-}
-
-
-static char *
-ngx_http_ml_guard_api_key_header(ngx_conf_t *cf, ngx_command_t *cmd,
-    void *conf)
-{
-    ngx_http_ml_guard_loc_conf_t *lcf = conf;
-
-    u_char      c;
-    ngx_str_t  *value;
-    ngx_uint_t  i;
-
-    if (lcf->api_key_header.data != NULL) {
-        return "is duplicate";
-    }
-
-    value = cf->args->elts;
-
-    if (value[1].len == 0) {
-        return "takes a header name, not an empty string";
-    }
-
-    for (i = 0; i < value[1].len; i++) {
-        c = value[1].data[i];
-
-        if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z')
-              || (c >= '0' && c <= '9') || c == '-' || c == '_'))
-        {
-            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                               "invalid header name \"%V\"", &value[1]);
-            return NGX_CONF_ERROR;
-        }
-    }
-
-    if (value[1].len == sizeof("authorization") - 1
-        && ngx_strncasecmp(value[1].data, (u_char *) "authorization",
-                           value[1].len) == 0)
-    {
-        return "cannot be \"Authorization\": it carries bearer tokens";
-    }
-
-    lcf->api_key_header = value[1];
-
-    return NGX_CONF_OK;
 }
 
 
@@ -785,14 +555,133 @@ ngx_http_ml_guard_init(ngx_conf_t *cf)
 
     *h = ngx_http_ml_guard_handler;
 
-    if (ngx_http_ml_guard_body_filter_init(cf) != NGX_OK
-        || ngx_http_ml_guard_problem_filter_init(cf) != NGX_OK
-        || ngx_http_ml_guard_metrics_init_zone(cf) != NGX_OK)
+    if (ngx_http_ml_guard_problem_filter_init(cf) != NGX_OK) {
+        return NGX_ERROR;
+    }
+
+    /* the core's own steps; rate limits and lockout are configured here */
+
+    if (ngx_http_ml_guard_add_step(cf, NGX_HTTP_ML_GUARD_LOCKOUT,
+                                   ngx_http_ml_guard_lockout) != NGX_OK
+        || ngx_http_ml_guard_add_step(cf, NGX_HTTP_ML_GUARD_AUTHENTICATE,
+                                      ngx_http_ml_guard_authenticate) != NGX_OK
+        || ngx_http_ml_guard_add_step(cf, NGX_HTTP_ML_GUARD_AUTHORIZE,
+                                      ngx_http_ml_guard_authorize) != NGX_OK
+        || ngx_http_ml_guard_add_step(cf, NGX_HTTP_ML_GUARD_LIMITS,
+                                      ngx_http_ml_guard_limits) != NGX_OK
+        || ngx_http_ml_guard_on_auth_failure(cf,
+                                   ngx_http_ml_guard_lockout_count) != NGX_OK)
     {
         return NGX_ERROR;
     }
 
+    /* every merge is done: the methods have said where they are set up */
+
+    return ngx_http_ml_guard_check_auth(cf);
+}
+
+
+/* the step table */
+
+ngx_int_t
+ngx_http_ml_guard_add_step(ngx_conf_t *cf, ngx_http_ml_guard_stage_e stage,
+    ngx_http_ml_guard_step_pt handler)
+{
+    ngx_uint_t                      i;
+    ngx_http_ml_guard_step_t       *step;
+    ngx_http_ml_guard_main_conf_t  *mcf;
+
+    mcf = ngx_http_conf_get_module_main_conf(cf, ngx_http_ml_guard_module);
+
+    if (ngx_array_push(&mcf->steps) == NULL) {
+        return NGX_ERROR;
+    }
+
+    /* after every step of this stage and the earlier ones */
+
+    step = mcf->steps.elts;
+
+    for (i = mcf->steps.nelts - 1; i > 0 && step[i - 1].stage > stage; i--) {
+        step[i] = step[i - 1];
+    }
+
+    step[i].stage = stage;
+    step[i].handler = handler;
+
     return NGX_OK;
+}
+
+
+ngx_int_t
+ngx_http_ml_guard_add_auth_method(ngx_conf_t *cf,
+    ngx_http_ml_guard_auth_method_t *method)
+{
+    ngx_http_ml_guard_main_conf_t     *mcf;
+    ngx_http_ml_guard_auth_method_t  **m;
+
+    mcf = ngx_http_conf_get_module_main_conf(cf, ngx_http_ml_guard_module);
+
+    if (mcf->methods.nelts >= NGX_HTTP_ML_GUARD_AUTH_METHODS) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "too many ml_guard authentication methods");
+        return NGX_ERROR;
+    }
+
+    m = ngx_array_push(&mcf->methods);
+    if (m == NULL) {
+        return NGX_ERROR;
+    }
+
+    method->bit = (ngx_uint_t) 1 << (mcf->methods.nelts - 1);
+    *m = method;
+
+    return NGX_OK;
+}
+
+
+void
+ngx_http_ml_guard_auth_configured(ngx_conf_t *cf,
+    ngx_http_ml_guard_auth_method_t *method)
+{
+    ngx_http_ml_guard_loc_conf_t  *lcf;
+
+    /* during merge, cf->ctx is the location being merged */
+    lcf = ngx_http_conf_get_module_loc_conf(cf, ngx_http_ml_guard_module);
+
+    lcf->auth_configured |= method->bit;
+}
+
+
+ngx_int_t
+ngx_http_ml_guard_on_auth_failure(ngx_conf_t *cf,
+    ngx_http_ml_guard_auth_failed_pt handler)
+{
+    ngx_http_ml_guard_main_conf_t     *mcf;
+    ngx_http_ml_guard_auth_failed_pt  *h;
+
+    mcf = ngx_http_conf_get_module_main_conf(cf, ngx_http_ml_guard_module);
+
+    h = ngx_array_push(&mcf->auth_failed);
+    if (h == NULL) {
+        return NGX_ERROR;
+    }
+
+    *h = handler;
+
+    return NGX_OK;
+}
+
+
+ngx_uint_t
+ngx_http_ml_guard_auth_methods(ngx_http_request_t *r)
+{
+    ngx_http_ml_guard_loc_conf_t  *lcf;
+
+    lcf = ngx_http_get_module_loc_conf(r, ngx_http_ml_guard_module);
+
+    /* without ml_guard_auth, every configured method is accepted */
+
+    return lcf->auth ? lcf->auth : lcf->auth_configured;
 }
 
 
@@ -830,9 +719,11 @@ ngx_http_ml_guard_wake(ngx_http_request_t *r)
 static ngx_int_t
 ngx_http_ml_guard_handler(ngx_http_request_t *r)
 {
-    ngx_int_t                      rc;
-    ngx_http_ml_guard_ctx_t       *ctx;
-    ngx_http_ml_guard_loc_conf_t  *lcf;
+    ngx_int_t                       rc;
+    ngx_http_ml_guard_ctx_t        *ctx;
+    ngx_http_ml_guard_step_t       *step;
+    ngx_http_ml_guard_loc_conf_t   *lcf;
+    ngx_http_ml_guard_main_conf_t  *mcf;
 
     if (r != r->main) {
         return NGX_DECLINED;
@@ -852,7 +743,6 @@ ngx_http_ml_guard_handler(ngx_http_request_t *r)
             return NGX_HTTP_INTERNAL_SERVER_ERROR;
         }
 
-        ctx->step = MLG_STEP_LOCKOUT;
         ctx->ratelimit_remaining = -1;
         ctx->start_us = ngx_http_ml_guard_now_us();
 
@@ -865,40 +755,18 @@ ngx_http_ml_guard_handler(ngx_http_request_t *r)
                : ngx_http_ml_guard_final(r, (ngx_int_t) ctx->status);
     }
 
+    mcf = ngx_http_get_module_main_conf(r, ngx_http_ml_guard_module);
+    step = mcf->steps.elts;
+
     for ( ;; ) {
 
-        switch (ctx->step) {
-
-        case MLG_STEP_LOCKOUT:
-            rc = ngx_http_ml_guard_lockout_step(r, lcf, ctx);
-            break;
-
-        case MLG_STEP_AUTH:
-            rc = ngx_http_ml_guard_authenticate(r, lcf, ctx);
-            break;
-
-        case MLG_STEP_AUTHZ:
-            rc = ngx_http_ml_guard_authorize(r, lcf, ctx);
-            break;
-
-        case MLG_STEP_RATELIMIT:
-            rc = ngx_http_ml_guard_ratelimit_step(r, lcf, ctx);
-            break;
-
-        case MLG_STEP_BODY:
-        case MLG_STEP_BODY_WAIT:
-            rc = ngx_http_ml_guard_body_step(r, lcf, ctx);
-            break;
-
-        case MLG_STEP_JSON:
-            rc = ngx_http_ml_guard_json_step(r, lcf, ctx);
-            break;
-
-        default: /* MLG_STEP_DONE */
+        if (ctx->step >= mcf->steps.nelts) {
             ctx->decision = 1;
             ngx_http_ml_guard_metrics_decision(ctx);
             return NGX_DECLINED;
         }
+
+        rc = step[ctx->step].handler(r, ctx);
 
         if (rc != NGX_OK) {
             if (rc == NGX_ERROR) {
@@ -947,14 +815,17 @@ ngx_http_ml_guard_final(ngx_http_request_t *r, ngx_int_t status)
 
 static ngx_int_t
 ngx_http_ml_guard_authenticate(ngx_http_request_t *r,
-    ngx_http_ml_guard_loc_conf_t *lcf, ngx_http_ml_guard_ctx_t *ctx)
+    ngx_http_ml_guard_ctx_t *ctx)
 {
-    ngx_int_t                   rc;
-    ngx_uint_t                  i, methods;
-    ngx_http_ml_guard_ctx_t     first;
-    ngx_http_ml_guard_reason_e  reason, failure;
+    ngx_int_t                          rc;
+    ngx_uint_t                         i, methods;
+    ngx_http_ml_guard_ctx_t            first;
+    ngx_http_ml_guard_reason_e         reason, failure;
+    ngx_http_ml_guard_main_conf_t     *mcf;
+    ngx_http_ml_guard_auth_method_t  **m;
+    ngx_http_ml_guard_auth_failed_pt  *failed;
 
-    methods = lcf->auth_effective;
+    methods = ngx_http_ml_guard_auth_methods(r);
 
     if (methods & NGX_HTTP_ML_GUARD_AUTH_NONE) {
         return NGX_OK;
@@ -973,20 +844,22 @@ ngx_http_ml_guard_authenticate(ngx_http_request_t *r,
      * be valid: a refused one denies the request (and counts as a failure)
      * even next to a valid one, so a valid credential cannot be used to try
      * others unthrottled.  The principal is the first valid one, in the
-     * order api_key, jwt, mtls.
+     * order the methods registered (api_key, jwt, mtls: see "config").
      */
 
     failure = MLG_REASON_NONE;
     ngx_memzero(&first, sizeof(ngx_http_ml_guard_ctx_t));
 
-    for (i = 0; ngx_http_ml_guard_authenticators[i].method; i++) {
+    mcf = ngx_http_get_module_main_conf(r, ngx_http_ml_guard_module);
+    m = mcf->methods.elts;
 
-        if (!(methods & ngx_http_ml_guard_authenticators[i].method)) {
+    for (i = 0; i < mcf->methods.nelts; i++) {
+
+        if (!(methods & m[i]->bit)) {
             continue;
         }
 
-        rc = ngx_http_ml_guard_authenticators[i].authenticate(r, lcf, ctx,
-                                                              &reason);
+        rc = m[i]->authenticate(r, ctx, &reason);
 
         if (rc == NGX_OK) {
             if (first.auth_method.len == 0) {
@@ -1019,7 +892,12 @@ ngx_http_ml_guard_authenticate(ngx_http_request_t *r,
     ctx->role_list = NULL;
 
     ngx_http_ml_guard_metric_add(MLG_METRIC_AUTH_FAILURES, 1);
-    ngx_http_ml_guard_auth_failed(r, lcf, ctx);
+
+    failed = mcf->auth_failed.elts;
+
+    for (i = 0; i < mcf->auth_failed.nelts; i++) {
+        failed[i](r, ctx);
+    }
 
     switch (failure) {
 
@@ -1050,157 +928,6 @@ ngx_http_ml_guard_authenticate(ngx_http_request_t *r,
         return ngx_http_ml_guard_deny(r, ctx, failure,
                                       "the bearer token is not valid");
     }
-}
-
-
-/*
- * NGX_OK: a known key; NGX_DECLINED: no key presented; NGX_ERROR: a key was
- * presented and refused.  Two copies of the header are refused: which one
- * counts would otherwise depend on the proxy in front.
- */
-static ngx_int_t
-ngx_http_ml_guard_api_key_authenticate(ngx_http_request_t *r,
-    ngx_http_ml_guard_loc_conf_t *lcf, ngx_http_ml_guard_ctx_t *ctx,
-    ngx_http_ml_guard_reason_e *reason)
-{
-    ngx_uint_t           i;
-    ngx_list_part_t     *part;
-    ngx_table_elt_t     *h, *found;
-    const mlg_apikey_t  *key;
-
-    found = NULL;
-    part = &r->headers_in.headers.part;
-    h = part->elts;
-
-    for (i = 0; /* void */ ; i++) {
-
-        if (i >= part->nelts) {
-            if (part->next == NULL) {
-                break;
-            }
-
-            part = part->next;
-            h = part->elts;
-            i = 0;
-        }
-
-        if (h[i].key.len != lcf->api_key_header.len
-            || ngx_strncasecmp(h[i].key.data, lcf->api_key_header.data,
-                               h[i].key.len) != 0)
-        {
-            continue;
-        }
-
-        if (found) {
-            *reason = MLG_REASON_INVALID_API_KEY;
-            return NGX_ERROR;
-        }
-
-        found = &h[i];
-    }
-
-    if (found == NULL) {
-        return NGX_DECLINED;
-    }
-
-    *reason = MLG_REASON_INVALID_API_KEY;
-
-    if (found->value.len == 0 || lcf->api_keys == NULL) {
-        return NGX_ERROR;
-    }
-
-    key = mlg_apikeys_lookup(lcf->api_keys, found->value.data,
-                             found->value.len);
-    if (key == NULL) {
-        return NGX_ERROR;
-    }
-
-    if (ngx_http_ml_guard_set_principal(r, ctx, "api_key",
-                                        (u_char *) key->id, ngx_strlen(key->id),
-                                        key->roles_joined,
-                                        ngx_strlen(key->roles_joined))
-        != NGX_OK)
-    {
-        return NGX_ERROR;
-    }
-
-    return NGX_OK;
-}
-
-
-/*
- * mTLS: nginx verified the chain (ssl_verify_client optional|on, with
- * ssl_client_certificate and ssl_crl); the principal is the subject CN.
- * NGX_DECLINED when no certificate was sent.
- */
-static ngx_int_t
-ngx_http_ml_guard_mtls_authenticate(ngx_http_request_t *r,
-    ngx_http_ml_guard_loc_conf_t *lcf, ngx_http_ml_guard_ctx_t *ctx,
-    ngx_http_ml_guard_reason_e *reason)
-{
-#if (NGX_HTTP_SSL)
-    int                         idx, len;
-    X509                       *cert;
-    ngx_int_t                   rc;
-    X509_NAME                  *subject;
-    unsigned char              *cn;
-    X509_NAME_ENTRY            *entry;
-    const mlg_rolemap_entry_t  *e;
-
-    if (r->connection->ssl == NULL) {
-        return NGX_DECLINED;
-    }
-
-    cert = SSL_get_peer_certificate(r->connection->ssl->connection);
-    if (cert == NULL) {
-        return NGX_DECLINED;
-    }
-
-    *reason = MLG_REASON_INVALID_CLIENT_CERT;
-    rc = NGX_ERROR;
-    cn = NULL;
-
-    if (SSL_get_verify_result(r->connection->ssl->connection) != X509_V_OK) {
-        goto done;
-    }
-
-    subject = X509_get_subject_name(cert);
-    idx = subject ? X509_NAME_get_index_by_NID(subject, NID_commonName, -1) : -1;
-    if (idx < 0
-        || X509_NAME_get_index_by_NID(subject, NID_commonName, idx) >= 0)
-    {
-        /* no CN, or several: no single identity */
-        goto done;
-    }
-
-    entry = X509_NAME_get_entry(subject, idx);
-    len = ASN1_STRING_to_UTF8(&cn, X509_NAME_ENTRY_get_data(entry));
-    if (len <= 0 || ngx_strlchr(cn, cn + len, '\0') != NULL) {
-        goto done;
-    }
-
-    e = mlg_rolemap_lookup(lcf->mtls_roles, (char *) cn, (size_t) len);
-
-    if (ngx_http_ml_guard_set_principal(r, ctx, "mtls", cn, (size_t) len,
-                                        e ? e->roles_joined : "",
-                                        e ? ngx_strlen(e->roles_joined) : 0)
-        == NGX_OK)
-    {
-        rc = NGX_OK;
-    }
-
-done:
-
-    if (cn) {
-        OPENSSL_free(cn);
-    }
-
-    X509_free(cert);
-
-    return rc;
-#else
-    return NGX_DECLINED;
-#endif
 }
 
 
@@ -1260,10 +987,13 @@ ngx_http_ml_guard_set_principal(ngx_http_request_t *r,
 
 static ngx_int_t
 ngx_http_ml_guard_authorize(ngx_http_request_t *r,
-    ngx_http_ml_guard_loc_conf_t *lcf, ngx_http_ml_guard_ctx_t *ctx)
+    ngx_http_ml_guard_ctx_t *ctx)
 {
-    ngx_str_t   *need, *have;
-    ngx_uint_t   i, j;
+    ngx_str_t                     *need, *have;
+    ngx_uint_t                     i, j;
+    ngx_http_ml_guard_loc_conf_t  *lcf;
+
+    lcf = ngx_http_get_module_loc_conf(r, ngx_http_ml_guard_module);
 
     if (lcf->roles == NULL) {
         return NGX_OK;
@@ -1287,6 +1017,33 @@ ngx_http_ml_guard_authorize(ngx_http_request_t *r,
     return ngx_http_ml_guard_deny(r, ctx, MLG_REASON_ROLE_DENIED,
                                   "the caller has none of the roles "
                                   "this resource requires");
+}
+
+
+/* rate limits and lockout, configured through the core's conf */
+
+static ngx_int_t
+ngx_http_ml_guard_lockout(ngx_http_request_t *r, ngx_http_ml_guard_ctx_t *ctx)
+{
+    return ngx_http_ml_guard_lockout_step(r,
+               ngx_http_get_module_loc_conf(r, ngx_http_ml_guard_module), ctx);
+}
+
+
+static void
+ngx_http_ml_guard_lockout_count(ngx_http_request_t *r,
+    ngx_http_ml_guard_ctx_t *ctx)
+{
+    ngx_http_ml_guard_auth_failed(r,
+        ngx_http_get_module_loc_conf(r, ngx_http_ml_guard_module), ctx);
+}
+
+
+static ngx_int_t
+ngx_http_ml_guard_limits(ngx_http_request_t *r, ngx_http_ml_guard_ctx_t *ctx)
+{
+    return ngx_http_ml_guard_ratelimit_step(r,
+               ngx_http_get_module_loc_conf(r, ngx_http_ml_guard_module), ctx);
 }
 
 

@@ -89,7 +89,7 @@ conf_fails("location /m { ml_guard on; ml_guard_auth jwt; ml_guard_api_keys $key
            qr/"ml_guard_auth" accepts jwt in location "\/m" but no ml_guard_jwt_key is set there/,
            'jwt accepted without a JWT key');
 conf_fails("location /m { ml_guard on; ml_guard_auth api_key jwt; ml_guard_jwt_key $secret; }",
-           qr/"ml_guard_auth" accepts api_key in location "\/m" but no ml_guard_api_keys file is set there/,
+           qr/"ml_guard_auth" accepts api_key in location "\/m" but no ml_guard_api_keys is set there/,
            'api_key accepted without a key file');
 conf_fails("location /m { ml_guard on; location /m/a { ml_guard_api_keys $keys; } }",
            qr/location "\/m" but no authentication method/,
