@@ -80,7 +80,9 @@ static ngx_http_ml_guard_auth_method_t  ngx_http_ml_guard_mtls_method = {
     ngx_http_ml_guard_mtls_authenticate,
     ngx_http_ml_guard_mtls_challenge,
     ngx_http_ml_guard_mtls_nginx_error,
-    0
+    0,
+    ngx_string("ml_guard_mtls_roles"),
+    1   /* without a role map: principals without roles */
 };
 
 

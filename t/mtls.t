@@ -86,7 +86,8 @@ is $r->{status}, 200, 'API key accepted where api_key and mtls are';
 $r = with_cert('billing.internal', '/either');
 is $r->{status}, 200, 'certificate accepted where api_key and mtls are';
 $r = with_cert('billing.internal', '/either', 'X-API-Key' => random_key());
-is $r->{status}, 200, 'any one valid credential suffices (bad key, good certificate)';
+is $r->{status}, 401, 'every presented credential must be valid (bad key, good certificate): 401';
+is $r->{json}{reason}, 'invalid_api_key', 'bad key next to a good certificate: invalid_api_key';
 
 $t->stop;
 done_testing;

@@ -295,7 +295,9 @@ sub stop_nginx {
 
 # --- echo upstream --------------------------------------------------------
 # Answers every request with its body, and the request line and headers as
-# X-Echo-Method, X-Echo-Uri, X-Echo-Length and X-Echo-H-<name> headers.
+# X-Echo-Method, X-Echo-Uri, X-Echo-Length and X-Echo-H-<name> headers.  A
+# request header X-Echo-Accel: URI adds X-Accel-Redirect: URI to the answer
+# (nginx then redirects internally to URI).
 
 sub start_echo {
     my ($self) = @_;
@@ -362,6 +364,7 @@ sub echo_serve {
         my $keep = ($hdr{connection} // '') !~ /close/i && $line =~ m{HTTP/1\.1};
         my $resp = join "\r\n", "HTTP/1.1 200 OK", "Content-Type: application/octet-stream",
             "X-Echo-Method: $method", "X-Echo-Uri: $uri", "X-Echo-Length: " . length($body),
+            (defined $hdr{'x-echo-accel'} ? "X-Accel-Redirect: $hdr{'x-echo-accel'}" : ()),
             @echo, "Content-Length: " . length($body), ($keep ? () : "Connection: close"), '', '';
         syswrite $c, $resp . $body;
         return unless $keep;
