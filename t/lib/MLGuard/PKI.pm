@@ -47,18 +47,20 @@ EOT
 sub cert { "$_[0]{dir}/ca.pem" }
 sub key  { "$_[0]{dir}/ca.key" }
 
-# Issues a certificate for CN; returns (cert path, key path).
+# Issues a certificate for CN; returns (cert path, key path).  Options:
+# server => 1 (localhost names), days => N, file => NAME (file name base,
+# for a CN that does not make one), utf8 => 1 (the CN is UTF-8 bytes).
 sub issue {
     my ($self, $cn, %opt) = @_;
     my $d = $self->{dir};
-    (my $file = $cn) =~ s/[^\w.-]/_/g;
+    (my $file = $opt{file} // $cn) =~ s/[^\w.-]/_/g;
     my $serial = sprintf '%04X', $self->{serial}++;
     open my $fh, '>', "$d/$file.ext" or die $!;
     print $fh "subjectAltName = DNS:localhost, IP:127.0.0.1\n" if $opt{server};
     print $fh "basicConstraints = CA:FALSE\n";
     close $fh;
     run('openssl', 'req', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes',
-        '-keyout', "$d/$file.key", '-out', "$d/$file.csr", '-subj', "/CN=$cn");
+        '-keyout', "$d/$file.key", '-out', "$d/$file.csr", '-subj', "/CN=$cn", $opt{utf8} ? '-utf8' : ());
     run('openssl', 'x509', '-req', '-in', "$d/$file.csr", '-CA', "$d/ca.pem", '-CAkey', "$d/ca.key",
         '-set_serial', "0x$serial", '-out', "$d/$file.pem", '-days', $opt{days} // '2',
         '-extfile', "$d/$file.ext");
