@@ -5,7 +5,8 @@
 # working at once, while a certificate still valid keeps working over the
 # resumed session.  TLS 1.2 and 1.3, with the shared session cache (tickets
 # off: session ids, and TLS 1.3 stateful tickets) and with session tickets
-# (a ticket key file, so tickets outlive the reload).  `openssl s_client`
+# (a ticket key file, so tickets outlive the reload); and a chain with an
+# intermediate CA the client sends itself.  `openssl s_client`
 # saves and resumes the sessions; nginx's $ssl_session_reused, sent back in
 # a response header, shows that the server really resumed the session.
 use strict;
@@ -43,15 +44,18 @@ my %session = (
 );
 
 sub config {
-    my ($mode) = @_;
+    my ($mode, %o) = @_;
+    my $crl_file = $o{crl} // $crl;
+    my $extra = $o{extra} // '';
     return (listen => 'ssl', server => qq{
     ssl_certificate $srv_cert;
     ssl_certificate_key $srv_key;
     ssl_protocols TLSv1.2 TLSv1.3;
     ssl_client_certificate @{[ $ca->cert ]};
     ssl_verify_client optional;
-    ssl_crl $crl;
+    ssl_crl $crl_file;
     $session{$mode}
+    $extra
     keepalive_requests 10;
     add_header X-Session-Reused \$ssl_session_reused always;
 
@@ -73,13 +77,14 @@ sub config {
 # stdout holds nothing but the responses).
 sub s_client {
     my ($name, $version, %o) = @_;
-    my ($cert, $key) = @{ $client{$name} };
+    my ($cert, $key, $chain) = @{ $client{$name} };
     my $sess = "$dir/$name-$version.sess";
     my $req = "GET /svc HTTP/1.1\r\nHost: localhost\r\n\r\n"
         . "GET /svc HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n";
     $t->write_file('request.txt', $req);
     my @cmd = ('timeout', '20', 'openssl', 's_client', '-connect', '127.0.0.1:' . $t->port,
                $version eq '1.2' ? '-tls1_2' : '-tls1_3', '-cert', $cert, '-key', $key,
+               $chain ? ('-cert_chain', $chain) : (),
                '-brief', '-ign_eof', $o{resume} ? ('-sess_in', $sess) : ('-sess_out', $sess));
     my $out = `@{[ join ' ', map { "'$_'" } @cmd ]} < '$dir/request.txt' 2> '$dir/s_client.err'`;
     my %r = (out => $out . $t->read_file('s_client.err'));
@@ -128,6 +133,36 @@ for my $mode (@modes) {
     }
 }
 
+# A client certificate from an intermediate CA that the client sends along
+# (the server trusts only the root).  A session from the shared cache or a
+# ticket keeps only the client's own certificate, so without the
+# intermediate among the trusted certificates a resumed session does not
+# verify; with it (ssl_trusted_certificate) it does.
+my $sub = $ca->intermediate("$dir/sub", 'ml-guard issuing CA');
+$client{chained} = [$sub->issue('chained.internal'), $sub->cert];
+$sub->crl;   # CRL checks cover every CA of the chain: one CRL for each
+$t->write_file('crl-all.pem', $t->read_file('ca/crl.pem') . $t->read_file('sub/crl.pem'));
+$t->write_file('mtls-roles.txt', "chained.internal predict\n");
+my %chain = (crl => "$dir/crl-all.pem", extra => 'ssl_verify_depth 2;');
+for my $mode (@modes) {
+    for my $trusted (0, 1) {
+        my $what = $trusted ? 'intermediate trusted' : 'intermediate only sent by the client';
+        $t->reload_nginx(config($mode, %chain,
+            extra => $chain{extra} . ($trusted ? ' ssl_trusted_certificate ' . $sub->cert . ';' : '')));
+        for my $v (@versions) {
+            my $r = s_client('chained', $v);
+            is_deeply $r->{status}, [200, 200], "$mode, TLS $v, $what: full handshake allowed"
+                or diag $r->{out};
+            $r = s_client('chained', $v, resume => 1);
+            is_deeply $r->{reused}, [1, 1], "$mode, TLS $v, $what: the session was resumed";
+            is_deeply $r->{status}, $trusted ? [200, 200] : [401, 401],
+                "$mode, TLS $v, $what: resumed session " . ($trusted ? 'allowed' : 'refused');
+        }
+    }
+}
+
+like $t->read_file('logs/error.log'), qr/client certificate of a resumed TLS session does not verify now \(20:unable to get local issuer certificate\)/,
+    'a resumed session without the intermediate: the reason is logged';
 like $t->read_file('logs/error.log'), qr/client certificate of a resumed TLS session does not verify now \(23:certificate revoked\)/,
     'the refusal is logged with the reason';
 
