@@ -19,6 +19,7 @@
  */
 
 #include "ngx_http_ml_guard_module.h"
+#include "mlg_principal.h"
 
 
 /* a location whose authentication is checked at postconfiguration */
@@ -62,6 +63,8 @@ static char *ngx_http_ml_guard_auth(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
 static char *ngx_http_ml_guard_roles(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
+static ngx_int_t ngx_http_ml_guard_check_principal(ngx_http_request_t *r,
+    const char *method, const u_char *principal, size_t len);
 
 
 static ngx_command_t  ngx_http_ml_guard_commands[] = {
@@ -922,12 +925,40 @@ ngx_http_ml_guard_authenticate(ngx_http_request_t *r,
     case MLG_REASON_INVALID_CLIENT_CERT:
         return ngx_http_ml_guard_deny(r, ctx, failure,
                                       "the client certificate did not "
-                                      "verify");
+                                      "verify, or its subject is not one "
+                                      "usable name");
 
     default:
         return ngx_http_ml_guard_deny(r, ctx, failure,
                                       "the bearer token is not valid");
     }
+}
+
+
+/*
+ * Every principal, whatever its source, obeys mlg_principal_check(): it
+ * goes into headers sent upstream, rate-limit keys and log lines.  A
+ * refused one is logged escaped and the credential is refused.
+ */
+static ngx_int_t
+ngx_http_ml_guard_check_principal(ngx_http_request_t *r, const char *method,
+    const u_char *principal, size_t len)
+{
+    char                shown[128];
+    mlg_principal_rc_e  rc;
+
+    rc = mlg_principal_check(principal, len);
+    if (rc == MLG_PRINCIPAL_OK) {
+        return NGX_OK;
+    }
+
+    mlg_principal_escape(shown, sizeof(shown), principal, len);
+
+    ngx_log_error(NGX_LOG_INFO, r->connection->log, 0,
+                  "ml_guard: refused the %s identity \"%s\": it %s",
+                  method, shown, mlg_principal_problem(rc));
+
+    return NGX_ERROR;
 }
 
 
@@ -938,6 +969,12 @@ ngx_http_ml_guard_set_principal(ngx_http_request_t *r,
 {
     u_char     *p, *end, *comma;
     ngx_str_t  *role;
+
+    if (ngx_http_ml_guard_check_principal(r, method, principal, len)
+        != NGX_OK)
+    {
+        return NGX_ERROR;
+    }
 
     ctx->auth_method.data = (u_char *) method;
     ctx->auth_method.len = ngx_strlen(method);
