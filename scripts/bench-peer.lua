@@ -169,8 +169,12 @@ function _M.full(role)
     if #body > MAX_BODY then
         return deny(413)
     end
-    if not iris_ok(cjson.decode(body)) then
+    local doc = cjson.decode(body)
+    if doc == nil then
         return deny(400)
+    end
+    if not iris_ok(doc) then
+        return deny(422)
     end
 end
 
