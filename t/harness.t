@@ -32,4 +32,24 @@ ok(eval { $t->start_nginx(server => 'location / { return 204; }'); 1 }, 'with th
 is($t->request(GET => '/')->{status}, 204, 'and answers itself');
 
 $t->stop;
+
+# module => PATH: another build of the module (a benchmark's baseline) is the
+# one nginx loads
+my $other = MLGuard::Test->new->write_file('other.so', do {
+    open my $fh, '<:raw', MLGuard::Test::module_path() or die $!;
+    local $/;
+    <$fh>;
+});
+my $b = MLGuard::Test->new(module => $other);
+ok(eval { $b->start_nginx(server => 'location / { ml_guard on; ml_guard_auth none; return 204; }'); 1 },
+   'module => PATH: nginx starts with that build') or diag($@);
+my ($worker) = $b->worker_pids;
+like(do { open my $fh, '<', "/proc/$worker/maps" or die $!; local $/; <$fh> }, qr/\Q$other\E/,
+     '... and its worker has that file mapped');
+$b->stop;
+
+my $missing = MLGuard::Test->new(module => '/nonexistent/ngx_http_ml_guard_module.so');
+ok(!eval { $missing->start_nginx(server => 'location / { return 204; }'); 1 }, 'a missing module: nginx does not start');
+like($@, qr{/nonexistent/ngx_http_ml_guard_module\.so}, '... naming the file');
+
 done_testing;

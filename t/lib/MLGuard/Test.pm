@@ -100,6 +100,8 @@ sub random_key {
     return join '', map { $c[ord($_) % 64] } split //, $bytes;
 }
 
+# Options: workers => N (default 1); module => PATH, another build of the
+# module to load instead of module_path() (a benchmark's baseline).
 sub new {
     my ($class, %opt) = @_;
     my $dir = tempdir('mlguard-t-XXXXXX', TMPDIR => 1, CLEANUP => !$ENV{MLG_KEEP});
@@ -108,6 +110,7 @@ sub new {
         dir     => $dir,
         port    => free_port(),
         workers => $opt{workers} // 1,
+        module  => $opt{module},
         pids    => {},
         nginx   => [],
     }, $class;
@@ -174,7 +177,7 @@ sub config_text {
     $s{listen} = " $s{listen}" if length $s{listen};
     $self->{scheme} = $s{listen} =~ /\bssl\b/ ? 'https' : 'http';
     my $user = $> == 0 ? "user root root;\n" : '';
-    my $module = module_path();
+    my $module = $self->{module} // module_path();
     my $workers = $s{workers} // $self->{workers};
     my $head = <<"EOT";
 load_module $module;
