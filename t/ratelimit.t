@@ -90,8 +90,10 @@ sub get {
     is($d->{json}{status}, 429, 'status in body');
     is($d->{headers}{'ratelimit-remaining'}, 0, '429 carries RateLimit-Remaining 0');
     ok(!defined $r[0]{headers}{'retry-after'}, 'no Retry-After on allowed responses');
-    my $access = $t->read_file('logs/access.log');
-    is(() = $access =~ m{"GET /burst HTTP/1.1" 429}g, 2, 'access log: two 429s');
+    # nginx writes the access log line after the response is sent
+    my $n429 = sub { scalar(() = $t->read_file('logs/access.log') =~ m{"GET /burst HTTP/1.1" 429}g) };
+    wait_for(sub { $n429->() >= 2 });
+    is($n429->(), 2, 'access log: two 429s');
 }
 
 # --- sustained rate ---------------------------------------------------------------
