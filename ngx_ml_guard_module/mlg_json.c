@@ -422,8 +422,9 @@ mlg_json_hash(const json_t *v)
         {
             key = json_object_iter_key(it);
             klen = json_object_iter_key_len(it);
-            sum += mlg_hash_bytes(h, key, klen) * 31
-                   + mlg_json_hash(json_object_iter_value(it));
+            /* key and value hashed together: permuting values changes it */
+            sum += mlg_hash_bytes(mlg_json_hash(json_object_iter_value(it))
+                                  ^ klen, key, klen) * 1099511628211UL;
         }
         return (h ^ 'o') + sum;
     case JSON_TRUE:

@@ -45,9 +45,11 @@
 
 /* nested subschema evaluations allowed per validation (guards $ref loops) */
 #define MLG_MAX_EVAL_DEPTH  512
-/* PCRE2 backtracking budget per match, against catastrophic patterns */
-#define MLG_PCRE_MATCH_LIMIT  1000000
+/* PCRE2 backtracking budget per start position, against catastrophic patterns */
+#define MLG_PCRE_MATCH_LIMIT  MLG_SCHEMA_MATCH_LIMIT
 #define MLG_PCRE_DEPTH_LIMIT  10000
+/* the first attempt's match limit; each retry multiplies it by 8 */
+#define MLG_PCRE_FIRST_LIMIT  4
 
 #define MLG_DRAFT_2020_12  "https://json-schema.org/draft/2020-12/schema"
 
@@ -1577,6 +1579,8 @@ typedef struct {
     unsigned              probe;    /* > 0: only the verdict matters */
     int                   stop;     /* enough known: unwind */
     unsigned              depth;
+    int                   over;     /* the work budget ran out */
+    unsigned long         nodes_left, regex_left;
     /*
      * The instance location as a stack of segments, rendered into a JSON
      * pointer only when an error is reported.  A pointer never holds more
@@ -1589,6 +1593,20 @@ typedef struct {
 } mlg_validate_t;
 
 static size_t mlg_utf8_trim(const char *s, size_t len);
+
+/* takes n units from a budget; on exhaustion the whole validation stops */
+static int
+mlg_spend(mlg_validate_t *vc, unsigned long *left, unsigned long n)
+{
+    if (vc->over || n > *left) {
+        *left = 0;
+        vc->over = 1;
+        vc->stop = 1;
+        return -1;
+    }
+    *left -= n;
+    return 0;
+}
 
 static void
 mlg_path_push(mlg_validate_t *vc, const char *key, size_t len, size_t index)
@@ -1884,19 +1902,62 @@ mlg_utf8_length(const char *s, size_t len)
     return n;
 }
 
-/* 1 match, 0 no match, -1 could not be decided (limits hit) */
+/*
+ * 1 match, 0 no match, -1 the work budget ran out (vc->over is set): a
+ * pattern that cannot be decided within its limits ends the validation.
+ *
+ * PCRE2's match limit applies per start position, so an attempt with limit
+ * L costs L times the start positions it may try (1 for an anchored
+ * pattern, len + 1 otherwise).  Attempts start small and grow eightfold up
+ * to MLG_PCRE_MATCH_LIMIT, so what is charged stays within a small factor
+ * of what the match needs.
+ */
 static int
-mlg_regex_search(const mlg_validate_t *vc, pcre2_code *re, const char *s,
+mlg_regex_search(mlg_validate_t *vc, pcre2_code *re, const char *s,
     size_t len)
 {
-    int  rc;
+    int            rc;
+    uint32_t       opts = 0;
+    unsigned long  starts, limit, cost;
 
-    rc = pcre2_match(re, (PCRE2_SPTR) s, len, 0, 0,
-                     vc->schema->match_data, vc->schema->match_ctx);
-    if (rc >= 0) {
-        return 1;
+    if (mlg_spend(vc, &vc->regex_left, (unsigned long) len + 1) != 0) {
+        return -1;
     }
-    return rc == PCRE2_ERROR_NOMATCH ? 0 : -1;
+    (void) pcre2_pattern_info(re, PCRE2_INFO_ALLOPTIONS, &opts);
+    starts = (opts & PCRE2_ANCHORED) ? 1 : (unsigned long) len + 1;
+
+    for (limit = MLG_PCRE_FIRST_LIMIT; /* void */; limit *= 8) {
+        if (limit > MLG_PCRE_MATCH_LIMIT) {
+            limit = MLG_PCRE_MATCH_LIMIT;
+        }
+        if (limit > vc->regex_left / starts) {
+            /* what is left, if that still allows a useful attempt */
+            limit = vc->regex_left / starts;
+            if (limit < MLG_PCRE_FIRST_LIMIT) {
+                mlg_spend(vc, &vc->regex_left, ULONG_MAX);
+                return -1;
+            }
+        }
+        cost = limit * starts;
+        (void) mlg_spend(vc, &vc->regex_left, cost);
+        pcre2_set_match_limit(vc->schema->match_ctx, (uint32_t) limit);
+
+        rc = pcre2_match(re, (PCRE2_SPTR) s, len, 0, 0,
+                         vc->schema->match_data, vc->schema->match_ctx);
+        if (rc >= 0) {
+            return 1;
+        }
+        if (rc == PCRE2_ERROR_NOMATCH) {
+            return 0;
+        }
+        if (rc != PCRE2_ERROR_MATCHLIMIT || limit == MLG_PCRE_MATCH_LIMIT
+            || vc->regex_left < MLG_PCRE_FIRST_LIMIT * starts)
+        {
+            /* depth limit, JIT stack, the per-match limit: undecidable */
+            mlg_spend(vc, &vc->regex_left, ULONG_MAX);
+            return -1;
+        }
+    }
 }
 
 static int mlg_validate_node(mlg_validate_t *vc, const mlg_node_t *node,
@@ -1911,8 +1972,9 @@ mlg_probe(mlg_validate_t *vc, const mlg_node_t *node, const json_t *inst)
     vc->probe++;
     valid = mlg_validate_node(vc, node, inst);
     vc->probe--;
-    vc->stop = 0;
-    return valid;
+    /* an exhausted budget is no verdict: it stops everything */
+    vc->stop = vc->over;
+    return valid && !vc->over;
 }
 
 static const mlg_prop_t *
@@ -1993,6 +2055,9 @@ mlg_validate_object(mlg_validate_t *vc, const mlg_node_t *node,
         return valid;
     }
 
+    if (mlg_spend(vc, &vc->nodes_left, (unsigned long) n) != 0) {
+        return 0;
+    }
     for (it = json_object_iter((json_t *) inst); it;
          it = json_object_iter_next((json_t *) inst, it))
     {
@@ -2031,12 +2096,7 @@ mlg_validate_object(mlg_validate_t *vc, const mlg_node_t *node,
         for (i = 0; i < node->npprops; i++) {
             m = mlg_regex_search(vc, node->pprops[i].re, key, klen);
             if (m < 0) {
-                valid = mlg_fail(vc, "patternProperties: pattern could not "
-                                 "be evaluated (match limit)");
-                if (vc->stop) {
-                    goto stop;
-                }
-                continue;
+                goto stop;
             }
             if (m == 0) {
                 continue;
@@ -2069,69 +2129,291 @@ stop:
     return 0;
 }
 
+/*
+ * uniqueItems: every item is written once in a canonical byte form in which
+ * two values are equal (JSON Schema equality: 1 == 1.0, member order does
+ * not matter) exactly when their bytes are; a merge sort then brings equal
+ * items next to each other.  O(n log n) comparisons whatever the input.
+ */
 typedef struct {
-    unsigned long   hash;
-    size_t          index;
-} mlg_hashed_t;
+    unsigned char  *p;
+    size_t          len, cap;
+    int             failed;
+} mlg_canon_t;
 
-static int
-mlg_hashed_cmp(const void *a, const void *b)
+typedef struct {
+    const char    *key;
+    size_t         len;
+    const json_t  *value;
+} mlg_member_t;
+
+static void
+mlg_canon_put(mlg_canon_t *c, const void *data, size_t len)
 {
-    const mlg_hashed_t  *ha = a, *hb = b;
+    size_t          cap;
+    unsigned char  *p;
 
-    if (ha->hash != hb->hash) {
-        return ha->hash < hb->hash ? -1 : 1;
+    if (c->failed) {
+        return;
     }
-    return ha->index < hb->index ? -1 : ha->index > hb->index;
+    if (len > c->cap - c->len) {
+        cap = c->cap ? c->cap : 256;
+        while (len > cap - c->len) {
+            if (cap > SIZE_MAX / 2) {
+                c->failed = 1;
+                return;
+            }
+            cap *= 2;
+        }
+        p = realloc(c->p, cap);
+        if (p == NULL) {
+            c->failed = 1;
+            return;
+        }
+        c->p = p;
+        c->cap = cap;
+    }
+    memcpy(c->p + c->len, data, len);
+    c->len += len;
 }
 
-/* 1 when all items differ, else 0 with the indexes of an equal pair */
-static int
-mlg_items_unique(const json_t *inst, size_t *first, size_t *second)
+/* a tag byte followed by a variable-length unsigned number */
+static void
+mlg_canon_tag(mlg_canon_t *c, unsigned char tag, uint64_t v)
 {
-    size_t         i, j, n = json_array_size(inst);
-    mlg_hashed_t  *h;
+    unsigned char  buf[11];
+    size_t         n = 0;
 
-    if (n <= 16) {
-        for (i = 0; i < n; i++) {
-            for (j = i + 1; j < n; j++) {
-                if (mlg_json_equal(json_array_get(inst, i),
-                                   json_array_get(inst, j)))
-                {
-                    *first = i;
-                    *second = j;
-                    return 0;
-                }
+    buf[n++] = tag;
+    do {
+        buf[n++] = (unsigned char) ((v & 0x7f) | (v > 0x7f ? 0x80 : 0));
+        v >>= 7;
+    } while (v);
+    mlg_canon_put(c, buf, n);
+}
+
+static int
+mlg_member_cmp(const void *a, const void *b)
+{
+    const mlg_member_t  *ma = a, *mb = b;
+    int                  rc;
+
+    rc = memcmp(ma->key, mb->key, ma->len < mb->len ? ma->len : mb->len);
+    if (rc != 0) {
+        return rc;
+    }
+    return ma->len < mb->len ? -1 : ma->len > mb->len;
+}
+
+static void
+mlg_canon_value(mlg_canon_t *c, const json_t *v)
+{
+    size_t         i, n;
+    double         d;
+    uint64_t       bits;
+    long long      ll;
+    void          *it;
+    mlg_member_t  *m;
+
+    switch (json_typeof(v)) {
+    case JSON_INTEGER:
+    case JSON_REAL:
+        /* integral values as integers (zigzag), so 1 and 1.0 agree */
+        if (json_is_integer(v)) {
+            ll = json_integer_value(v);
+        } else {
+            d = json_real_value(v);
+            if (d != floor(d) || d < -9223372036854775808.0
+                || d >= 9223372036854775808.0)
+            {
+                memcpy(&bits, &d, sizeof(bits));
+                mlg_canon_tag(c, 'd', bits);
+                return;
+            }
+            ll = (long long) d;
+        }
+        mlg_canon_tag(c, 'i', ((uint64_t) ll << 1) ^ (uint64_t) (ll >> 63));
+        return;
+    case JSON_STRING:
+        mlg_canon_tag(c, 's', json_string_length(v));
+        mlg_canon_put(c, json_string_value(v), json_string_length(v));
+        return;
+    case JSON_ARRAY:
+        n = json_array_size(v);
+        mlg_canon_tag(c, 'a', n);
+        for (i = 0; i < n && !c->failed; i++) {
+            mlg_canon_value(c, json_array_get(v, i));
+        }
+        return;
+    case JSON_OBJECT:
+        n = json_object_size(v);
+        mlg_canon_tag(c, 'o', n);
+        if (n == 0) {
+            return;
+        }
+        m = malloc(n * sizeof(mlg_member_t));
+        if (m == NULL) {
+            c->failed = 1;
+            return;
+        }
+        i = 0;
+        for (it = json_object_iter((json_t *) v); it && i < n;
+             it = json_object_iter_next((json_t *) v, it))
+        {
+            m[i].key = json_object_iter_key(it);
+            m[i].len = json_object_iter_key_len(it);
+            m[i].value = json_object_iter_value(it);
+            i++;
+        }
+        /* keys are distinct: any sort gives the one canonical order */
+        qsort(m, i, sizeof(mlg_member_t), mlg_member_cmp);
+        for (n = i, i = 0; i < n && !c->failed; i++) {
+            mlg_canon_tag(c, 'k', m[i].len);
+            mlg_canon_put(c, m[i].key, m[i].len);
+            mlg_canon_value(c, m[i].value);
+        }
+        free(m);
+        return;
+    case JSON_TRUE:
+        mlg_canon_tag(c, 't', 0);
+        return;
+    case JSON_FALSE:
+        mlg_canon_tag(c, 'f', 0);
+        return;
+    default:
+        mlg_canon_tag(c, 'z', 0);
+        return;
+    }
+}
+
+typedef struct {
+    const unsigned char  *base;
+    const size_t         *off;      /* item i is base[off[i] .. off[i + 1]) */
+} mlg_canon_items_t;
+
+static int
+mlg_canon_cmp(const mlg_canon_items_t *ci, size_t a, size_t b)
+{
+    size_t  la = ci->off[a + 1] - ci->off[a], lb = ci->off[b + 1] - ci->off[b];
+    int     rc;
+
+    rc = memcmp(ci->base + ci->off[a], ci->base + ci->off[b],
+                la < lb ? la : lb);
+    if (rc != 0) {
+        return rc;
+    }
+    return la < lb ? -1 : la > lb;
+}
+
+/*
+ * Bottom-up merge sort of item indexes between idx and tmp; stable, so equal
+ * items keep their order.  Returns whichever of the two holds the result.
+ */
+static size_t *
+mlg_canon_sort(const mlg_canon_items_t *ci, size_t *idx, size_t *tmp,
+    size_t n)
+{
+    size_t   width, lo, mid, hi, i, j, k, *t;
+
+    for (width = 1; width < n; width *= 2) {
+        for (lo = 0; lo < n; lo += 2 * width) {
+            mid = lo + width < n ? lo + width : n;
+            hi = lo + 2 * width < n ? lo + 2 * width : n;
+            i = lo;
+            j = mid;
+            k = lo;
+            while (i < mid && j < hi) {
+                tmp[k++] = mlg_canon_cmp(ci, idx[j], idx[i]) < 0 ? idx[j++]
+                                                                 : idx[i++];
+            }
+            while (i < mid) {
+                tmp[k++] = idx[i++];
+            }
+            while (j < hi) {
+                tmp[k++] = idx[j++];
             }
         }
+        t = idx;
+        idx = tmp;
+        tmp = t;
+    }
+    return idx;
+}
+
+/*
+ * 1 when all items differ, 0 with the first equal pair (the lowest first
+ * index, then the lowest second), -1 out of memory, -2 over budget.
+ */
+static int
+mlg_items_unique(mlg_validate_t *vc, const json_t *inst, size_t *first,
+    size_t *second)
+{
+    int                 rc = 1;
+    size_t              i, n, log2n, *off, *idx, *sorted;
+    mlg_canon_t         c;
+    mlg_canon_items_t   ci;
+
+    *first = *second = 0;
+    n = json_array_size(inst);
+    if (n < 2) {
         return 1;
     }
-    /* O(n log n): only items with equal hashes are compared */
-    h = malloc(n * sizeof(mlg_hashed_t));
-    if (h == NULL) {
+    for (log2n = 1; log2n < 64 && ((size_t) 1 << log2n) < n; log2n++) {
+        /* void */
+    }
+    /* the comparisons of the sort, before any work */
+    if (mlg_spend(vc, &vc->nodes_left, (unsigned long) n * log2n) != 0) {
+        return -2;
+    }
+    memset(&c, 0, sizeof(c));
+    off = malloc((n + 1) * sizeof(size_t));
+    idx = malloc(2 * n * sizeof(size_t));
+    if (off == NULL || idx == NULL) {
+        free(off);
+        free(idx);
         return -1;
     }
-    for (i = 0; i < n; i++) {
-        h[i].hash = mlg_json_hash(json_array_get(inst, i));
-        h[i].index = i;
-    }
-    qsort(h, n, sizeof(mlg_hashed_t), mlg_hashed_cmp);
-    for (i = 0; i < n; i++) {
-        for (j = i + 1; j < n && h[j].hash == h[i].hash; j++) {
-            if (mlg_json_equal(json_array_get(inst, h[i].index),
-                               json_array_get(inst, h[j].index)))
-            {
-                *first = h[i].index;
-                *second = h[j].index;
-                free(h);
-                return 0;
-            }
+    for (i = 0; i < n && !c.failed; i++) {
+        off[i] = c.len;
+        idx[i] = i;
+        mlg_canon_value(&c, json_array_get(inst, i));
+        /* the bytes written, item by item: a huge array stops early */
+        if (mlg_spend(vc, &vc->nodes_left,
+                      (unsigned long) (c.len - off[i])) != 0)
+        {
+            rc = -2;
+            goto done;
         }
     }
-    free(h);
-    return 1;
-}
+    if (c.failed) {
+        rc = -1;
+        goto done;
+    }
+    off[n] = c.len;
+    ci.base = c.p;
+    ci.off = off;
+    sorted = mlg_canon_sort(&ci, idx, idx + n, n);
 
+    for (i = 1; i < n; i++) {
+        if (mlg_canon_cmp(&ci, sorted[i - 1], sorted[i]) != 0) {
+            continue;
+        }
+        /* sorted[i - 1] < sorted[i]: the sort is stable */
+        if (rc == 1 || sorted[i - 1] < *first
+            || (sorted[i - 1] == *first && sorted[i] < *second))
+        {
+            *first = sorted[i - 1];
+            *second = sorted[i];
+            rc = 0;
+        }
+    }
+
+done:
+    free(c.p);
+    free(off);
+    free(idx);
+    return rc;
+}
 static int
 mlg_validate_array(mlg_validate_t *vc, const mlg_node_t *node,
     const json_t *inst)
@@ -2155,7 +2437,10 @@ mlg_validate_array(mlg_validate_t *vc, const mlg_node_t *node,
         }
     }
     if (node->has & MLG_HAS_UNIQUE) {
-        u = mlg_items_unique(inst, &a, &b);
+        u = mlg_items_unique(vc, inst, &a, &b);
+        if (u == -2) {
+            return 0;
+        }
         if (u == 0) {
             valid = mlg_fail(vc, "uniqueItems: items %zu and %zu are equal",
                              a, b);
@@ -2283,8 +2568,7 @@ mlg_validate_string(mlg_validate_t *vc, const mlg_node_t *node,
             valid = mlg_fail(vc, "pattern: must match \"%.64s\"",
                              node->pattern_src);
         } else if (m < 0) {
-            valid = mlg_fail(vc, "pattern: could not be evaluated "
-                             "(match limit)");
+            return 0;
         }
         if (vc->stop) {
             return 0;
@@ -2298,9 +2582,12 @@ mlg_validate_node(mlg_validate_t *vc, const mlg_node_t *node,
     const json_t *inst)
 {
     size_t  i, n, matches;
-    int     valid = 1, types;
+    int     valid = 1, types, m;
     char    buf[80];
 
+    if (mlg_spend(vc, &vc->nodes_left, 1) != 0) {
+        return 0;
+    }
     if (node->boolean >= 0) {
         return node->boolean ? 1 : mlg_fail(vc, "false schema: no value is "
                                             "allowed here");
@@ -2328,6 +2615,9 @@ mlg_validate_node(mlg_validate_t *vc, const mlg_node_t *node,
     }
     if (node->has & MLG_HAS_ENUM) {
         n = json_array_size(node->enum_values);
+        if (mlg_spend(vc, &vc->nodes_left, (unsigned long) n) != 0) {
+            goto done;
+        }
         for (i = 0; i < n; i++) {
             if (mlg_json_equal(inst, json_array_get(node->enum_values, i))) {
                 break;
@@ -2383,6 +2673,9 @@ mlg_validate_node(mlg_validate_t *vc, const mlg_node_t *node,
             if (mlg_probe(vc, node->any_of.nodes[i], inst)) {
                 break;
             }
+            if (vc->over) {
+                goto done;
+            }
         }
         if (i == node->any_of.n) {
             valid = mlg_fail(vc, "anyOf: must match at least one of %zu "
@@ -2396,6 +2689,9 @@ mlg_validate_node(mlg_validate_t *vc, const mlg_node_t *node,
         matches = 0;
         for (i = 0; i < node->one_of.n && matches < 2; i++) {
             matches += (size_t) mlg_probe(vc, node->one_of.nodes[i], inst);
+            if (vc->over) {
+                goto done;
+            }
         }
         if (matches != 1) {
             valid = mlg_fail(vc, "oneOf: must match exactly one of %zu "
@@ -2406,14 +2702,21 @@ mlg_validate_node(mlg_validate_t *vc, const mlg_node_t *node,
             }
         }
     }
-    if (node->not_ && mlg_probe(vc, node->not_, inst)) {
+    if (node->not_ && (mlg_probe(vc, node->not_, inst) || vc->over)) {
+        if (vc->over) {
+            goto done;
+        }
         valid = mlg_fail(vc, "not: must not match the schema");
         if (vc->stop) {
             goto done;
         }
     }
     if (node->if_) {
-        if (mlg_probe(vc, node->if_, inst)) {
+        m = mlg_probe(vc, node->if_, inst);
+        if (vc->over) {
+            goto done;
+        }
+        if (m) {
             if (node->then_ && !mlg_validate_node(vc, node->then_, inst)) {
                 valid = 0;
             }
@@ -2428,14 +2731,23 @@ done:
 }
 
 int
-mlg_schema_validate(const mlg_schema_t *schema, const json_t *instance,
+mlg_schema_validate_budget(const mlg_schema_t *schema,
+    const json_t *instance, const mlg_schema_budget_t *budget,
     mlg_schema_errors_t *out)
 {
-    mlg_validate_t  vc;
+    int                  valid;
+    unsigned long        max_nodes, max_regex;
+    mlg_validate_t       vc;
+    mlg_schema_error_t  *e;
 
+    max_nodes = budget && budget->max_nodes ? budget->max_nodes
+                                            : MLG_SCHEMA_MAX_NODES;
+    max_regex = budget && budget->max_regex ? budget->max_regex
+                                            : MLG_SCHEMA_MAX_REGEX;
     if (out) {
         out->count = 0;
         out->truncated = 0;
+        out->over_budget = 0;
     }
     /* field by field: the segment stack needs no clearing */
     vc.schema = schema;
@@ -2443,7 +2755,68 @@ mlg_schema_validate(const mlg_schema_t *schema, const json_t *instance,
     vc.probe = 0;
     vc.stop = 0;
     vc.depth = 0;
+    vc.over = 0;
+    vc.nodes_left = max_nodes;
+    vc.regex_left = max_regex;
     vc.nsegs = 0;
     vc.segs_over = 0;
-    return mlg_validate_node(&vc, schema->root, instance);
+    valid = mlg_validate_node(&vc, schema->root, instance);
+
+    if (out) {
+        out->nodes = max_nodes - vc.nodes_left;
+        out->regex = max_regex - vc.regex_left;
+    }
+    if (!vc.over) {
+        return valid;
+    }
+    /* errors found on the way may stem from unfinished branches: drop them */
+    if (out) {
+        out->over_budget = 1;
+        out->truncated = 0;
+        out->count = 1;
+        e = &out->errors[0];
+        e->path[0] = '\0';
+        e->path_len = 0;
+        snprintf(e->message, sizeof(e->message),
+                 "schema: work limit exceeded");
+    }
+    return 0;
+}
+
+int
+mlg_schema_validate(const mlg_schema_t *schema, const json_t *instance,
+    mlg_schema_errors_t *out)
+{
+    return mlg_schema_validate_budget(schema, instance, NULL, out);
+}
+
+size_t
+mlg_schema_log_escape(const char *s, size_t len, char *out, size_t outlen)
+{
+    static const char   hex[] = "0123456789abcdef";
+    size_t              i, n = 0;
+    unsigned char       c;
+
+    if (outlen == 0) {
+        return 0;
+    }
+    for (i = 0; i < len; i++) {
+        c = (unsigned char) s[i];
+        if (c >= 0x20 && c < 0x7f && c != '"' && c != '\\') {
+            if (n + 1 >= outlen) {
+                break;
+            }
+            out[n++] = (char) c;
+            continue;
+        }
+        if (n + 4 >= outlen) {
+            break;
+        }
+        out[n++] = '\\';
+        out[n++] = 'x';
+        out[n++] = hex[c >> 4];
+        out[n++] = hex[c & 0x0f];
+    }
+    out[n] = '\0';
+    return n;
 }

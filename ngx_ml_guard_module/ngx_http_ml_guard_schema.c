@@ -7,6 +7,8 @@
  * Per request, after the body has been read (the core's "json" stage): the media type
  * must be JSON (415), the body must pass the depth pre-scan and the strict
  * parse (400), and the document must satisfy the schema (422 with errors).
+ * Validation has a fixed work budget (mlg_schema.h); a document that needs
+ * more is refused with 422 as well and logged at the "error" level.
  */
 
 #include "ngx_http_ml_guard_module.h"
@@ -294,7 +296,7 @@ static ngx_int_t
 ngx_http_ml_guard_json_step(ngx_http_request_t *r,
     ngx_http_ml_guard_ctx_t *ctx)
 {
-    char                              err[256];
+    char                              err[256], path[128], msg[256];
     json_t                           *doc, *errors;
     ngx_int_t                         rc, valid;
     ngx_str_t                         body;
@@ -352,15 +354,31 @@ ngx_http_ml_guard_json_step(ngx_http_request_t *r,
 
     ngx_http_ml_guard_set_errors(r, ctx, errors);
 
+    if (errs.over_budget) {
+        ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
+                      "ml_guard: schema validation work limit exceeded "
+                      "(%uL node units, %uL regex units)",
+                      (uint64_t) errs.nodes, (uint64_t) errs.regex);
+
+        return ngx_http_ml_guard_deny(r, ctx, MLG_REASON_SCHEMA_VIOLATION,
+                                      "the request body could not be "
+                                      "validated within the work limit");
+    }
+
     rc = ngx_http_ml_guard_deny(r, ctx, MLG_REASON_SCHEMA_VIOLATION,
                                 "the request body does not match the "
                                 "schema%s",
                                 errs.truncated ? " (first 10 errors shown)"
                                                : "");
 
+    /* the path holds client keys: escaped for the log, and cut */
+    mlg_schema_log_escape(errs.errors[0].path, errs.errors[0].path_len,
+                          path, sizeof(path));
+    mlg_schema_log_escape(errs.errors[0].message,
+                          ngx_strlen(errs.errors[0].message), msg, sizeof(msg));
+
     ngx_log_error(NGX_LOG_INFO, r->connection->log, 0,
-                  "ml_guard: schema violation at \"%s\": %s",
-                  errs.errors[0].path, errs.errors[0].message);
+                  "ml_guard: schema violation at \"%s\": %s", path, msg);
 
     return rc;
 }
