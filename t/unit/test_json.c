@@ -188,6 +188,12 @@ test_equal(void)
         json_decref(a);
         json_decref(b);
     }
+    /* values permuted among keys do not collide: key and value hash together */
+    a = L("{\"a\": 1, \"b\": 2, \"c\": \"x\"}");
+    b = L("{\"a\": 2, \"b\": \"x\", \"c\": 1}");
+    ok(mlg_json_hash(a) != mlg_json_hash(b), "permuted values hash apart");
+    json_decref(a);
+    json_decref(b);
 }
 
 /*

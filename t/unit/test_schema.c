@@ -490,6 +490,267 @@ test_loader(void)
        "missing file: %s", err);
 }
 
+/* n strings of k 'a's and a 'b' (or NULL: an array of n such strings) */
+static json_t *
+a_strings(size_t n, size_t k)
+{
+    json_t  *arr = json_array();
+    char    *s = malloc(k + 2);
+    size_t   i;
+
+    memset(s, 'a', k);
+    s[k] = 'b';
+    s[k + 1] = '\0';
+    for (i = 0; i < n; i++) {
+        json_array_append_new(arr, json_string(s));
+    }
+    free(s);
+    return arr;
+}
+
+static mlg_schema_t *
+CS(const char *s)
+{
+    char           err[512];
+    mlg_schema_t  *sc = C(s, err, sizeof(err));
+
+    if (sc == NULL) {
+        diag("compile failed: %s", err);
+    }
+    return sc;
+}
+
+/*
+ * The work budget: counted in units, never in time.  A pattern that cannot
+ * be decided ends the whole validation, inside anyOf/oneOf/not/if too.
+ */
+static void
+test_budget(void)
+{
+    mlg_schema_errors_t   e;
+    mlg_schema_budget_t   b;
+    mlg_schema_t         *sc;
+    json_t               *in;
+    int                   v;
+
+    /* under "not", an undecidable pattern must not turn into a pass */
+    sc = CS("{\"not\": {\"pattern\": \"^(a+)+$\"}}");
+    in = json_string("aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaab");
+    is_int(mlg_schema_validate(sc, in, NULL), 0,
+           "not + catastrophic pattern: not valid");
+    is_int(mlg_schema_validate(sc, in, &e), 0, "  with errors: not valid");
+    ok(e.over_budget == 1 && e.count == 1 && e.errors[0].path_len == 0
+       && strcmp(e.errors[0].message, "schema: work limit exceeded") == 0,
+       "  reported as the work limit: %s", e.errors[0].message);
+    json_decref(in);
+    mlg_schema_free(sc);
+
+    /* the same inside anyOf, if and oneOf: no branch verdict is taken */
+    {
+        static const char *schemas[] = {
+            "{\"anyOf\": [{\"pattern\": \"^(a+)+$\"}, {\"type\": \"string\"}]}",
+            "{\"if\": {\"pattern\": \"^(a+)+$\"}, \"else\": true}",
+            "{\"oneOf\": [{\"pattern\": \"^(a+)+$\"}, {\"type\": \"string\"}]}",
+            "{\"patternProperties\": {\"^(a+)+$\": true}}",
+        };
+        size_t  i;
+
+        for (i = 0; i < sizeof(schemas) / sizeof(schemas[0]); i++) {
+            sc = CS(schemas[i]);
+            if (i == 3) {
+                in = json_object();
+                json_object_set_new(in, "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaab",
+                                    json_true());
+            } else {
+                in = json_string("aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaab");
+            }
+            v = mlg_schema_validate(sc, in, &e);
+            ok(v == 0 && e.over_budget == 1, "work limit through %s",
+               schemas[i]);
+            json_decref(in);
+            mlg_schema_free(sc);
+        }
+    }
+
+    /*
+     * Many values just under the per-match limit: the regex budget, not
+     * the per-value limit, ends it (2,000 strings of 15 'a's and a 'b'
+     * need about 80,000 steps each, 160 million in all).
+     */
+    sc = CS("{\"items\": {\"anyOf\": [{\"pattern\": \"^(a+)+$\"}, "
+            "{\"type\": \"string\"}]}}");
+    in = a_strings(2000, 15);
+    v = mlg_schema_validate(sc, in, &e);
+    ok(v == 0 && e.over_budget == 1 && e.regex <= MLG_SCHEMA_MAX_REGEX,
+       "many expensive matches: work limit (regex units %lu)", e.regex);
+    json_decref(in);
+    /* cheap ones pass, well within the budget */
+    in = a_strings(2000, 3);
+    v = mlg_schema_validate(sc, in, &e);
+    ok(v == 1 && e.over_budget == 0 && e.regex < 1000000,
+       "many cheap matches valid (regex units %lu)", e.regex);
+    json_decref(in);
+    mlg_schema_free(sc);
+
+    /*
+     * PCRE2's match limit holds per start position: an unanchored pattern
+     * is charged for every position it may try.
+     */
+    sc = CS("{\"pattern\": \"(?:a|b)*[cd]\"}");
+    {
+        char  *s = malloc(200001);
+
+        memset(s, 'a', 200000);
+        s[200000] = '\0';
+        in = json_string(s);
+        free(s);
+    }
+    v = mlg_schema_validate(sc, in, &e);
+    ok(v == 0 && e.over_budget == 1,
+       "unanchored search over 200 kB: work limit (regex units %lu)",
+       e.regex);
+    json_decref(in);
+    in = json_string("aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaac");
+    is_int(mlg_schema_validate(sc, in, &e), 1, "  a short one matches");
+    json_decref(in);
+    mlg_schema_free(sc);
+
+    /* node units: deterministic, and a small budget stops early */
+    sc = CS("{\"items\": {\"type\": \"integer\"}}");
+    in = J("[1, 2, 3]");
+    is_int(mlg_schema_validate(sc, in, &e), 1, "small document valid");
+    ok(e.nodes == 4, "  4 node units (root and 3 items): %lu", e.nodes);
+    b.max_nodes = 3;
+    b.max_regex = 0;
+    is_int(mlg_schema_validate_budget(sc, in, &b, &e), 0,
+           "  with a budget of 3: not valid");
+    ok(e.over_budget == 1 && e.nodes == 3, "  over budget after 3 units");
+    json_decref(in);
+    mlg_schema_free(sc);
+
+    /*
+     * Nested applicators multiply visits of one value (2^20 here): the
+     * node budget bounds them as well.
+     */
+    {
+        char    buf[4096];
+        size_t  n = 0, i;
+
+        n += (size_t) snprintf(buf + n, sizeof(buf) - n, "{\"$defs\": {");
+        for (i = 0; i < 20; i++) {
+            n += (size_t) snprintf(buf + n, sizeof(buf) - n,
+                                   "\"d%zu\": {\"allOf\": [{\"$ref\": "
+                                   "\"#/$defs/d%zu\"}, {\"$ref\": "
+                                   "\"#/$defs/d%zu\"}]},", i, i + 1, i + 1);
+        }
+        n += (size_t) snprintf(buf + n, sizeof(buf) - n,
+                               "\"d20\": {\"type\": \"integer\"}}, "
+                               "\"items\": {\"$ref\": \"#/$defs/d0\"}}");
+        sc = CS(buf);
+        in = J("[1, 2, 3, 4, 5, 6, 7, 8, 9, 10]");
+        v = mlg_schema_validate(sc, in, &e);
+        ok(v == 0 && e.over_budget == 1
+           && e.nodes == MLG_SCHEMA_MAX_NODES,
+           "fan-out of references: node budget (%lu)", e.nodes);
+        json_decref(in);
+        mlg_schema_free(sc);
+    }
+}
+
+/* uniqueItems: JSON equality, found in O(n log n) comparisons */
+static void
+test_unique(void)
+{
+    static const char  *keys[] = { "a", "b", "c", "d", "e", "f", "g", "h" };
+    mlg_schema_errors_t  e;
+    mlg_schema_t        *sc;
+    json_t              *in, *o;
+    size_t               perm[8], i, j, k, n, count = 0;
+    unsigned long        limit;
+
+    sc = CS("{\"uniqueItems\": true}");
+
+    one_error("{\"uniqueItems\": true}",
+              "[{\"a\": 1, \"b\": [1.0, {\"x\": null}]}, 2, "
+              "{\"b\": [1, {\"x\": null}], \"a\": 1.0}, 2.0]",
+              "", "uniqueItems: items 0 and 2 are equal");
+    one_error("{\"uniqueItems\": true}", "[3, \"3\", [3], 1e300, 1e300]",
+              "", "uniqueItems: items 3 and 4 are equal");
+    is_int(V("{\"uniqueItems\": true}",
+             "[0, -0.0, 1]", &e), 0, "0 and -0.0 are equal");
+    is_int(V("{\"uniqueItems\": true}",
+             "[9007199254740993, 9007199254740992.0, 0.5, 0.25, \"\", [], {},"
+             " null, false, true, {\"\": null}, [null], \"a\\u0000\", \"a\"]",
+             &e), 1, "distinct values of every kind are unique");
+
+    /* all 40,320 objects that permute 8 values among 8 keys */
+    in = json_array();
+    for (i = 0; i < 8; i++) {
+        perm[i] = i;
+    }
+    for (;;) {
+        o = json_object();
+        for (i = 0; i < 8; i++) {
+            json_object_set_new(o, keys[i], json_integer((json_int_t) perm[i]));
+        }
+        json_array_append_new(in, o);
+        count++;
+        /* next permutation */
+        for (i = 7; i > 0 && perm[i - 1] > perm[i]; i--) {
+            /* void */
+        }
+        if (i == 0) {
+            break;
+        }
+        for (j = 7; perm[j] < perm[i - 1]; j--) {
+            /* void */
+        }
+        k = perm[i - 1]; perm[i - 1] = perm[j]; perm[j] = k;
+        for (j = 7; i < j; i++, j--) {
+            k = perm[i]; perm[i] = perm[j]; perm[j] = k;
+        }
+    }
+    n = json_array_size(in);
+    is_int((int) count, 40320, "40,320 permutations");
+    is_int(mlg_schema_validate(sc, in, &e), 1, "  all unique");
+    /* n log2 n comparisons plus the canonical bytes (about 35 per item) */
+    limit = (unsigned long) n * (17 + 64);
+    ok(e.nodes <= limit, "  work %lu <= n (log2 n + 64) = %lu", e.nodes,
+       limit);
+    /* one duplicate, written with other key order and 1.0 */
+    o = J("{\"h\": 0, \"g\": 1.0, \"f\": 2, \"e\": 3, \"d\": 4, \"c\": 5, "
+          "\"b\": 6, \"a\": 7}");
+    json_array_append_new(in, o);
+    ok(mlg_schema_validate(sc, in, &e) == 0 && e.count == 1,
+       "  a reordered copy of the last one is found");
+    {
+        char want[80];
+
+        snprintf(want, sizeof(want), "uniqueItems: items %zu and %zu are "
+                 "equal", n - 1, n);
+        is_str(e.errors[0].message, want, "  message");
+    }
+    json_decref(in);
+    mlg_schema_free(sc);
+}
+
+/* client bytes in a path are escaped for logs, and cut on an escape */
+static void
+test_log_escape(void)
+{
+    char    out[16];
+    size_t  n;
+
+    n = mlg_schema_log_escape("/a\r\nb\"\\\x7f\xc3\xa9\0z", 13, out,
+                              sizeof(out));
+    is_str(out, "/a\\x0d\\x0ab\\x22", "controls, quote escaped and cut");
+    is_int((int) n, 15, "  length");
+    n = mlg_schema_log_escape("plain/path~1", 12, out, sizeof(out));
+    is_str(out, "plain/path~1", "printable kept");
+    n = mlg_schema_log_escape("\x01", 1, out, 4);
+    is_str(out, "", "no room for an escape: nothing");
+}
+
 int
 main(void)
 {
@@ -505,6 +766,9 @@ main(void)
     test_annotations();
     test_messages();
     test_semantics();
+    test_budget();
+    test_unique();
+    test_log_escape();
     test_loader();
     return done_testing();
 }
