@@ -764,7 +764,7 @@ ngx_http_ml_guard_handler(ngx_http_request_t *r)
             return NGX_HTTP_INTERNAL_SERVER_ERROR;
         }
 
-        ctx->step = MLG_STEP_LOCKOUT;
+        ctx->step = MLG_STEP_AUTH;
         ctx->ratelimit_remaining = -1;
         ctx->start_us = ngx_http_ml_guard_now_us();
 
@@ -779,12 +779,12 @@ ngx_http_ml_guard_handler(ngx_http_request_t *r)
 
         switch (ctx->step) {
 
-        case MLG_STEP_LOCKOUT:
-            rc = ngx_http_ml_guard_lockout_step(r, lcf, ctx);
-            break;
-
         case MLG_STEP_AUTH:
             rc = ngx_http_ml_guard_authenticate(r, lcf, ctx);
+            break;
+
+        case MLG_STEP_LOCKOUT:
+            rc = ngx_http_ml_guard_lockout_step(r, lcf, ctx);
             break;
 
         case MLG_STEP_AUTHZ:
@@ -846,6 +846,12 @@ ngx_http_ml_guard_authenticate(ngx_http_request_t *r,
         return NGX_ERROR;
     }
 
+    if (ctx->auth_failure != MLG_REASON_NONE) {
+        /* refused before, the lockout was counting it */
+        failure = ctx->auth_failure;
+        goto failed;
+    }
+
     /* any one valid credential suffices; else the first refusal counts */
 
     failure = MLG_REASON_NONE;
@@ -887,12 +893,26 @@ ngx_http_ml_guard_authenticate(ngx_http_request_t *r,
     }
 
     if (failure == MLG_REASON_NONE) {
+        /* a locked-out address gets 429 with or without credentials */
+        rc = ngx_http_ml_guard_lockout_step(r, lcf, ctx);
+        if (rc != NGX_OK) {
+            return rc;
+        }
+
         return ngx_http_ml_guard_deny(r, ctx, MLG_REASON_MISSING_CREDENTIALS,
                                       "no credentials were presented");
     }
 
     ngx_http_ml_guard_metric_add(MLG_METRIC_AUTH_FAILURES, 1);
-    ngx_http_ml_guard_auth_failed(r, lcf, ctx);
+    ctx->auth_failure = failure;
+
+failed:
+
+    /* counted before the client learns the outcome: NGX_AGAIN, or 429 */
+    rc = ngx_http_ml_guard_auth_failed(r, lcf, ctx);
+    if (rc != NGX_OK) {
+        return rc;
+    }
 
     switch (failure) {
 

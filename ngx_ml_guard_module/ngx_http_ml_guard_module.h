@@ -109,8 +109,9 @@ typedef struct {
 
 typedef enum {
     MLG_STEP_START = 0,
-    MLG_STEP_LOCKOUT,
     MLG_STEP_AUTH,
+    MLG_STEP_LOCKOUT,      /* after AUTH: a credential's outcome is told
+                            * only once the lockout has counted it */
     MLG_STEP_AUTHZ,
     MLG_STEP_RATELIMIT,
     MLG_STEP_BODY,
@@ -151,6 +152,9 @@ typedef struct {
     /* who: set by ngx_http_ml_guard_set_principal() */
     ngx_str_t                            principal;
     ngx_str_t                            auth_method;     /* "api_key", "jwt", "mtls" */
+    ngx_str_t                            auth_issuer;     /* jwt: the issuer required */
+    ngx_http_ml_guard_reason_e           auth_failure;    /* refused, waiting for
+                                                           * the lockout */
     ngx_str_t                            roles;           /* "a,b" */
     ngx_array_t                         *role_list;       /* of ngx_str_t */
 
@@ -264,7 +268,7 @@ void ngx_http_ml_guard_ratelimit_exit_process(ngx_cycle_t *cycle);
 ngx_int_t ngx_http_ml_guard_lockout_step(ngx_http_request_t *r,
     ngx_http_ml_guard_loc_conf_t *lcf, ngx_http_ml_guard_ctx_t *ctx);
 /* Called once when presented credentials were refused; must not wait. */
-void ngx_http_ml_guard_auth_failed(ngx_http_request_t *r,
+ngx_int_t ngx_http_ml_guard_auth_failed(ngx_http_request_t *r,
     ngx_http_ml_guard_loc_conf_t *lcf, ngx_http_ml_guard_ctx_t *ctx);
 ngx_int_t ngx_http_ml_guard_ratelimit_step(ngx_http_request_t *r,
     ngx_http_ml_guard_loc_conf_t *lcf, ngx_http_ml_guard_ctx_t *ctx);

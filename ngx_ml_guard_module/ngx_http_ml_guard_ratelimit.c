@@ -66,7 +66,11 @@ struct ngx_http_ml_guard_ratelimit_ctx_s {
     mlg_gcra_limit_t                *gcra;
     ngx_str_t                       *keys;
     ngx_uint_t                      *conf_index;
-    ngx_str_t                        ban_key;
+
+    /* the lockout: one operation per request, once its credentials were
+     * checked: "F" when one was refused, else "B" */
+    ngx_uint_t                       failed;
+    ngx_str_t                        lockout_keys[2];   /* fail count, ban */
 };
 
 
@@ -567,8 +571,9 @@ ngx_http_ml_guard_rl_set(ngx_slab_pool_t *shpool,
 
 enum {
     MLG_LOCAL_LIMIT = 0,   /* the limits of rl */
-    MLG_LOCAL_BAN,         /* is rl->ban_key banned */
-    MLG_LOCAL_FAIL         /* count a failure on fail_key, ban when over */
+    MLG_LOCAL_BAN,         /* is the address banned */
+    MLG_LOCAL_FAIL         /* the same, and if not, count a failure; ban
+                            * when over */
 };
 
 
@@ -576,11 +581,12 @@ enum {
 static void
 ngx_http_ml_guard_rl_local(ngx_http_ml_guard_redis_conf_t *rcf,
     ngx_http_ml_guard_ratelimit_conf_t *rlcf, ngx_uint_t op,
-    ngx_http_ml_guard_ratelimit_ctx_t *rl, ngx_str_t *fail_key,
-    mlg_gcra_result_t *res)
+    ngx_http_ml_guard_ratelimit_ctx_t *rl, mlg_gcra_result_t *res)
 {
     int64_t                        now, until, tats[MLG_GCRA_MAX_LIMITS];
+    ngx_str_t                     *fail_key, *ban_key;
     ngx_uint_t                     i;
+    mlg_gcra_result_t              counted;
     ngx_slab_pool_t               *shpool;
     ngx_http_ml_guard_rl_node_t   *node;
     ngx_http_ml_guard_rl_shctx_t  *sh;
@@ -607,26 +613,32 @@ ngx_http_ml_guard_rl_local(ngx_http_ml_guard_redis_conf_t *rcf,
         }
         break;
 
-    case MLG_LOCAL_BAN:
-        until = ngx_http_ml_guard_rl_get(sh, &rl->ban_key, now);
+    default: /* MLG_LOCAL_BAN, MLG_LOCAL_FAIL */
+        fail_key = &rl->lockout_keys[0];
+        ban_key = &rl->lockout_keys[1];
+
+        until = ngx_http_ml_guard_rl_get(sh, ban_key, now);
 
         ngx_memzero(res, sizeof(mlg_gcra_result_t));
         res->allowed = until <= now;
         res->retry_after_us = res->allowed ? 0 : until - now;
-        break;
 
-    default: /* MLG_LOCAL_FAIL */
+        if (op == MLG_LOCAL_BAN || !res->allowed) {
+            /* banned: a failure is not counted */
+            break;
+        }
+
         tats[0] = ngx_http_ml_guard_rl_get(sh, fail_key, now);
-        mlg_gcra_check(&rlcf->failures, tats[0], now, res, &tats[1]);
+        mlg_gcra_check(&rlcf->failures, tats[0], now, &counted, &tats[1]);
 
-        if (res->allowed) {
+        if (counted.allowed) {
             ngx_http_ml_guard_rl_set(shpool, sh, fail_key, tats[1], tats[1],
                                      now);
             break;
         }
 
         until = now + (int64_t) rlcf->ban * 1000;
-        ngx_http_ml_guard_rl_set(shpool, sh, &rl->ban_key, until, until, now);
+        ngx_http_ml_guard_rl_set(shpool, sh, ban_key, until, until, now);
 
         node = ngx_http_ml_guard_rl_lookup(sh, fail_key);
         if (node != NULL) {
@@ -820,7 +832,8 @@ ngx_http_ml_guard_rl_result(ngx_http_ml_guard_rl_call_t *call,
     }
 
     if (call->lockout) {
-        if (n != 1) {
+        /* B: the ban's time left; F: the same before it, and the count */
+        if (n != (rl->failed ? 2 : 1)) {
             return NGX_ERROR;
         }
 
@@ -863,17 +876,13 @@ ngx_http_ml_guard_rl_reply(void *data, const long long *values, ngx_uint_t n,
 static ngx_int_t
 ngx_http_ml_guard_rl_call(ngx_http_request_t *r,
     ngx_http_ml_guard_rl_call_t *call, ngx_uint_t nkeys, ngx_str_t *keys,
-    ngx_str_t *spec, ngx_uint_t nvalues)
+    ngx_str_t *spec, ngx_uint_t nvalues, ngx_uint_t same)
 {
     ngx_int_t  rc;
 
-    /* identical checks in one batch: one ban lookup serves all, limits
-     * are counted together */
     rc = ngx_http_ml_guard_redis_queue(r->pool, nkeys, keys, spec, nvalues,
-                                       call->lockout
-                                       ? NGX_HTTP_ML_GUARD_REDIS_SHARE
-                                       : NGX_HTTP_ML_GUARD_REDIS_COUNT,
-                                       ngx_http_ml_guard_rl_reply, call);
+                                       same, ngx_http_ml_guard_rl_reply,
+                                       call);
 
     if (rc == NGX_AGAIN) {
         call->state = MLG_RL_WAITING;
@@ -992,14 +1001,21 @@ ngx_http_ml_guard_rl_send_limits(ngx_http_request_t *r,
                        lim[rl->conf_index[i]].spec.len);
     }
 
+    /* identical requests in one batch are counted together */
     return ngx_http_ml_guard_rl_call(r, &rl->limit, rl->n, rl->keys, &spec,
-                                     rl->n);
+                                     rl->n, NGX_HTTP_ML_GUARD_REDIS_COUNT);
 }
 
 
-/* sends the ban check of this request's address */
+/*
+ * Sends the lockout operation of this request's address: a refused
+ * credential is counted ("F"), in order with every other one at Redis, and
+ * its outcome told only once counted; an accepted one (or none) checks the
+ * ban ("B").  Identical ban checks in one batch share one answer: the
+ * script gives it as of the end of the batch, after its failures.
+ */
 static ngx_int_t
-ngx_http_ml_guard_rl_send_ban(ngx_http_request_t *r,
+ngx_http_ml_guard_rl_send_lockout(ngx_http_request_t *r,
     ngx_http_ml_guard_ratelimit_conf_t *rlcf, ngx_http_ml_guard_ctx_t *ctx,
     ngx_http_ml_guard_ratelimit_ctx_t *rl)
 {
@@ -1007,14 +1023,25 @@ ngx_http_ml_guard_rl_send_ban(ngx_http_request_t *r,
 
     ngx_http_ml_guard_rl_addr(r, &addr);
 
-    if (ngx_http_ml_guard_rl_key(r, &rl->ban_key, "addr", 4, &addr, "ban")
-        != NGX_OK)
+    if (ngx_http_ml_guard_rl_key(r, &rl->lockout_keys[0], "addr", 4, &addr,
+                                 "af")
+        != NGX_OK
+        || ngx_http_ml_guard_rl_key(r, &rl->lockout_keys[1], "addr", 4, &addr,
+                                    "ban")
+           != NGX_OK)
     {
         return NGX_ERROR;
     }
 
-    return ngx_http_ml_guard_rl_call(r, &rl->lockout, 1, &rl->ban_key, &spec,
-                                     1);
+    if (!rl->failed) {
+        return ngx_http_ml_guard_rl_call(r, &rl->lockout, 1,
+                                         &rl->lockout_keys[1], &spec, 1,
+                                         NGX_HTTP_ML_GUARD_REDIS_SHARE);
+    }
+
+    return ngx_http_ml_guard_rl_call(r, &rl->lockout, 2, rl->lockout_keys,
+                                     &rlcf->failures_spec, 2,
+                                     NGX_HTTP_ML_GUARD_REDIS_ALONE);
 }
 
 
@@ -1047,7 +1074,7 @@ ngx_http_ml_guard_rl_decide(ngx_http_request_t *r,
 
     if (call->state == MLG_RL_IDLE) {
         rc = lockout
-             ? ngx_http_ml_guard_rl_send_ban(r, lcf->ratelimit, ctx, rl)
+             ? ngx_http_ml_guard_rl_send_lockout(r, lcf->ratelimit, ctx, rl)
              : ngx_http_ml_guard_rl_send_limits(r, lcf->ratelimit, ctx, rl);
         if (rc != NGX_OK) {
             return rc;
@@ -1073,17 +1100,25 @@ ngx_http_ml_guard_rl_decide(ngx_http_request_t *r,
         }
 
         ngx_http_ml_guard_rl_local(rcf, lcf->ratelimit,
-                                   lockout ? MLG_LOCAL_BAN : MLG_LOCAL_LIMIT,
-                                   rl, NULL, &call->result);
+                                   !lockout ? MLG_LOCAL_LIMIT
+                                   : rl->failed ? MLG_LOCAL_FAIL
+                                   : MLG_LOCAL_BAN,
+                                   rl, &call->result);
     }
 
     return NGX_DONE;
 }
 
 
-ngx_int_t
-ngx_http_ml_guard_lockout_step(ngx_http_request_t *r,
-    ngx_http_ml_guard_loc_conf_t *lcf, ngx_http_ml_guard_ctx_t *ctx)
+/*
+ * The lockout of this request's address, once its credentials were checked
+ * (failed: one was refused).  NGX_OK: go on (and answer a refusal 401);
+ * NGX_AGAIN: waiting for Redis; else 429 locked_out, or fail=closed's 503.
+ */
+static ngx_int_t
+ngx_http_ml_guard_rl_lockout(ngx_http_request_t *r,
+    ngx_http_ml_guard_loc_conf_t *lcf, ngx_http_ml_guard_ctx_t *ctx,
+    ngx_uint_t failed)
 {
     ngx_int_t                           rc;
     mlg_gcra_result_t                  *res;
@@ -1091,6 +1126,15 @@ ngx_http_ml_guard_lockout_step(ngx_http_request_t *r,
 
     if (lcf->ratelimit == NULL || !lcf->ratelimit->failures_set) {
         return NGX_OK;
+    }
+
+    rl = ngx_http_ml_guard_rl_ctx(r, ctx);
+    if (rl == NULL) {
+        return NGX_ERROR;
+    }
+
+    if (rl->lockout.state == MLG_RL_IDLE) {
+        rl->failed = failed;
     }
 
     rc = ngx_http_ml_guard_rl_decide(r, lcf, ctx, 1, &rl);
@@ -1112,53 +1156,19 @@ ngx_http_ml_guard_lockout_step(ngx_http_request_t *r,
 }
 
 
-void
+ngx_int_t
+ngx_http_ml_guard_lockout_step(ngx_http_request_t *r,
+    ngx_http_ml_guard_loc_conf_t *lcf, ngx_http_ml_guard_ctx_t *ctx)
+{
+    return ngx_http_ml_guard_rl_lockout(r, lcf, ctx, 0);
+}
+
+
+ngx_int_t
 ngx_http_ml_guard_auth_failed(ngx_http_request_t *r,
     ngx_http_ml_guard_loc_conf_t *lcf, ngx_http_ml_guard_ctx_t *ctx)
 {
-    ngx_str_t                            addr, keys[2];
-    ngx_int_t                            rc;
-    mlg_gcra_result_t                    res;
-    ngx_http_ml_guard_redis_conf_t      *rcf;
-    ngx_http_ml_guard_ratelimit_ctx_t   *rl;
-    ngx_http_ml_guard_ratelimit_conf_t  *rlcf = lcf->ratelimit;
-
-    if (rlcf == NULL || !rlcf->failures_set) {
-        return;
-    }
-
-    rl = ngx_http_ml_guard_rl_ctx(r, ctx);
-    if (rl == NULL) {
-        return;
-    }
-
-    rcf = ngx_http_ml_guard_rl_redis_conf(r);
-
-    ngx_http_ml_guard_rl_addr(r, &addr);
-
-    if (ngx_http_ml_guard_rl_key(r, &keys[0], "addr", 4, &addr, "af")
-        != NGX_OK
-        || (rl->ban_key.len == 0
-            && ngx_http_ml_guard_rl_key(r, &rl->ban_key, "addr", 4, &addr,
-                                        "ban")
-               != NGX_OK))
-    {
-        return;
-    }
-
-    keys[1] = rl->ban_key;
-
-    /* counted without waiting: nobody needs the reply */
-    rc = ngx_http_ml_guard_redis_queue(r->pool, 2, keys, &rlcf->failures_spec,
-                                       1, NGX_HTTP_ML_GUARD_REDIS_ALONE,
-                                       NULL, NULL);
-
-    if (rc == NGX_DECLINED
-        && (rcf->address.len == 0 || rcf->fail == NGX_HTTP_ML_GUARD_FAIL_LOCAL))
-    {
-        ngx_http_ml_guard_rl_local(rcf, rlcf, MLG_LOCAL_FAIL, rl, &keys[0],
-                                   &res);
-    }
+    return ngx_http_ml_guard_rl_lockout(r, lcf, ctx, 1);
 }
 
 
