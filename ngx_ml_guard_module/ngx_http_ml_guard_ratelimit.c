@@ -736,7 +736,8 @@ ngx_http_ml_guard_rl_build(ngx_http_request_t *r,
     ngx_http_ml_guard_ratelimit_conf_t *rlcf, ngx_http_ml_guard_ctx_t *ctx,
     ngx_http_ml_guard_ratelimit_ctx_t *rl)
 {
-    ngx_str_t                   value, addr;
+    u_char                     *p;
+    ngx_str_t                   value, addr, principal_kind;
     ngx_uint_t                  i, n;
     const char                 *kind;
     size_t                      kind_len;
@@ -758,6 +759,34 @@ ngx_http_ml_guard_rl_build(ngx_http_request_t *r,
 
     ngx_http_ml_guard_rl_addr(r, &addr);
 
+    /*
+     * A principal is a name within its method (and a JWT subject within its
+     * issuer): the API key "svc" and a token with sub=svc are two clients.
+     * "principal:METHOD" or "principal:jwt:LEN:ISSUER".
+     */
+    ngx_str_null(&principal_kind);
+
+    if (ctx->principal.len) {
+        principal_kind.data = ngx_pnalloc(r->pool,
+                                          sizeof("principal:") - 1
+                                          + ctx->auth_method.len
+                                          + 2 + NGX_SIZE_T_LEN
+                                          + ctx->auth_issuer.len);
+        if (principal_kind.data == NULL) {
+            return NGX_ERROR;
+        }
+
+        p = ngx_sprintf(principal_kind.data, "principal:%V",
+                        &ctx->auth_method);
+
+        if (ctx->auth_issuer.len) {
+            p = ngx_sprintf(p, ":%uz:%V", ctx->auth_issuer.len,
+                            &ctx->auth_issuer);
+        }
+
+        principal_kind.len = p - principal_kind.data;
+    }
+
     for (i = 0; i < rlcf->limits->nelts; i++) {
 
         if (lim[i].key != NULL) {
@@ -776,8 +805,8 @@ ngx_http_ml_guard_rl_build(ngx_http_request_t *r,
 
         } else if (ctx->principal.len) {
             value = ctx->principal;
-            kind = "principal";
-            kind_len = sizeof("principal") - 1;
+            kind = (const char *) principal_kind.data;
+            kind_len = principal_kind.len;
 
         } else {
             value = addr;
