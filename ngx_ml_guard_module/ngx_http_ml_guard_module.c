@@ -195,6 +195,13 @@ static ngx_command_t  ngx_http_ml_guard_commands[] = {
       0,
       NULL },
 
+    { ngx_string("ml_guard_limits_zone"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
+      ngx_http_ml_guard_limits_zone,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      0,
+      NULL },
+
     /* operations: ngx_http_ml_guard_metrics.c */
 
     { ngx_string("ml_guard_metrics"),

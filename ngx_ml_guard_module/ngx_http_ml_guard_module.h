@@ -273,6 +273,8 @@ ngx_int_t ngx_http_ml_guard_auth_failed(ngx_http_request_t *r,
 ngx_int_t ngx_http_ml_guard_ratelimit_step(ngx_http_request_t *r,
     ngx_http_ml_guard_loc_conf_t *lcf, ngx_http_ml_guard_ctx_t *ctx);
 char *ngx_http_ml_guard_redis(ngx_conf_t *cf, ngx_command_t *cmd, void *conf);
+char *ngx_http_ml_guard_limits_zone(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
 char *ngx_http_ml_guard_rate_limit(ngx_conf_t *cf, ngx_command_t *cmd, void *conf);
 char *ngx_http_ml_guard_auth_failures(ngx_conf_t *cf, ngx_command_t *cmd, void *conf);
 

@@ -81,6 +81,7 @@ typedef struct {
     ngx_queue_t                      queue;
     int64_t                          value;   /* TAT, or a ban's end */
     int64_t                          expire;  /* worthless from then on */
+    u_char                           ban;     /* a full zone keeps it */
     u_char                           data[1];
 } ngx_http_ml_guard_rl_node_t;
 
@@ -146,7 +147,44 @@ ngx_int_t
 ngx_http_ml_guard_ratelimit_init_main(ngx_conf_t *cf,
     ngx_http_ml_guard_main_conf_t *mcf)
 {
+    if (mcf->redis != NULL && mcf->redis->zone->shm.size == 0) {
+        mcf->redis->zone->shm.size = NGX_HTTP_ML_GUARD_ZONE_SIZE;
+    }
+
     return NGX_OK;
+}
+
+
+char *
+ngx_http_ml_guard_limits_zone(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
+{
+    ssize_t                          size;
+    ngx_str_t                       *value;
+    ngx_http_ml_guard_redis_conf_t  *rcf;
+
+    rcf = ngx_http_ml_guard_rl_main(cf);
+    if (rcf == NULL) {
+        return NGX_CONF_ERROR;
+    }
+
+    if (rcf->zone->shm.size) {
+        return "is duplicate";
+    }
+
+    value = cf->args->elts;
+    size = ngx_parse_size(&value[1]);
+
+    if (size == NGX_ERROR || size < (ssize_t) (8 * ngx_pagesize)) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "ml_guard_limits_zone: invalid size \"%V\" "
+                           "(at least %uzk)", &value[1],
+                           8 * ngx_pagesize / 1024);
+        return NGX_CONF_ERROR;
+    }
+
+    rcf->zone->shm.size = size;
+
+    return NGX_CONF_OK;
 }
 
 
@@ -180,7 +218,8 @@ ngx_http_ml_guard_rl_zone_init(ngx_shm_zone_t *shm_zone, void *data)
     shpool->data = sh;
     shm_zone->data = sh;
 
-    /* a full zone evicts the least recently used keys: not worth a log */
+    /* a full zone evicts first; what it then cannot store is logged by
+     * ngx_http_ml_guard_rl_set() */
     shpool->log_nomem = 0;
 
     return NGX_OK;
@@ -210,7 +249,8 @@ ngx_http_ml_guard_rl_main(ngx_conf_t *cf)
     rcf->fail = NGX_HTTP_ML_GUARD_FAIL_LOCAL;
     rcf->db = -1;
 
-    rcf->zone = ngx_shared_memory_add(cf, &name, NGX_HTTP_ML_GUARD_ZONE_SIZE,
+    /* sized by ml_guard_limits_zone, else at the end of http{} */
+    rcf->zone = ngx_shared_memory_add(cf, &name, 0,
                                       &ngx_http_ml_guard_module);
     if (rcf->zone == NULL) {
         return NULL;
@@ -512,45 +552,77 @@ ngx_http_ml_guard_rl_get(ngx_http_ml_guard_rl_shctx_t *sh, ngx_str_t *key,
 }
 
 
+/*
+ * Makes room in a full zone, as limit_req does: up to two expired keys, and
+ * with force the least recently used live one too; a live ban is never
+ * evicted (a client flooding the zone with keys would lift its own ban).
+ */
 static void
+ngx_http_ml_guard_rl_expire(ngx_slab_pool_t *shpool,
+    ngx_http_ml_guard_rl_shctx_t *sh, int64_t now, ngx_uint_t force)
+{
+    ngx_uint_t                    i, expired;
+    ngx_queue_t                  *q, *prev;
+    ngx_http_ml_guard_rl_node_t  *node;
+
+    expired = 0;
+    q = ngx_queue_last(&sh->lru);
+
+    /* a bounded walk from the oldest end */
+    for (i = 0; i < 8 && q != ngx_queue_sentinel(&sh->lru); i++) {
+        prev = ngx_queue_prev(q);
+        node = ngx_queue_data(q, ngx_http_ml_guard_rl_node_t, queue);
+
+        if (node->expire <= now) {
+            ngx_http_ml_guard_rl_delete(shpool, sh, node);
+            if (++expired == 2) {
+                return;
+            }
+
+        } else if (force && !node->ban) {
+            ngx_http_ml_guard_rl_delete(shpool, sh, node);
+            force = 0;
+
+        } else if (!force) {
+            /* fresher from here on */
+            return;
+        }
+
+        q = prev;
+    }
+}
+
+
+/* NGX_ERROR: the zone is full of what it must keep (logged) */
+static ngx_int_t
 ngx_http_ml_guard_rl_set(ngx_slab_pool_t *shpool,
     ngx_http_ml_guard_rl_shctx_t *sh, ngx_str_t *key, int64_t value,
-    int64_t expire, int64_t now)
+    int64_t expire, int64_t now, ngx_uint_t ban)
 {
     size_t                        size;
-    ngx_uint_t                    i;
-    ngx_queue_t                  *q;
-    ngx_http_ml_guard_rl_node_t  *node, *old;
+    ngx_http_ml_guard_rl_node_t  *node;
 
     node = ngx_http_ml_guard_rl_lookup(sh, key);
 
     if (node == NULL) {
 
-        /* drop up to two expired keys, as limit_req does */
-        for (i = 0; i < 2 && !ngx_queue_empty(&sh->lru); i++) {
-            q = ngx_queue_last(&sh->lru);
-            old = ngx_queue_data(q, ngx_http_ml_guard_rl_node_t, queue);
-            if (old->expire > now) {
-                break;
-            }
-            ngx_http_ml_guard_rl_delete(shpool, sh, old);
-        }
+        ngx_http_ml_guard_rl_expire(shpool, sh, now, 0);
 
         size = offsetof(ngx_http_ml_guard_rl_node_t, data) + key->len;
 
         node = ngx_slab_alloc_locked(shpool, size);
 
-        /* full: evict the least recently used keys, even live ones */
-        for (i = 0; node == NULL && i < 16 && !ngx_queue_empty(&sh->lru); i++)
-        {
-            q = ngx_queue_last(&sh->lru);
-            old = ngx_queue_data(q, ngx_http_ml_guard_rl_node_t, queue);
-            ngx_http_ml_guard_rl_delete(shpool, sh, old);
+        if (node == NULL) {
+            ngx_http_ml_guard_rl_expire(shpool, sh, now, 1);
             node = ngx_slab_alloc_locked(shpool, size);
         }
 
         if (node == NULL) {
-            return;
+            ngx_log_error(NGX_LOG_ERR, ngx_cycle->log, 0,
+                          "ml_guard: could not allocate node in the "
+                          "\"" NGX_HTTP_ML_GUARD_ZONE_NAME "\" zone "
+                          "(ml_guard_limits_zone): request refused");
+            return NGX_ERROR;
         }
 
         ngx_memcpy(node->data, key->data, key->len);
@@ -565,7 +637,10 @@ ngx_http_ml_guard_rl_set(ngx_slab_pool_t *shpool,
 
     node->value = value;
     node->expire = expire;
+    node->ban = (u_char) ban;
     ngx_queue_insert_head(&sh->lru, &node->queue);
+
+    return NGX_OK;
 }
 
 
@@ -577,14 +652,18 @@ enum {
 };
 
 
-/* the fail=local counterpart of one script call, under the zone's lock */
-static void
+/*
+ * The fail=local counterpart of one script call, under the zone's lock.
+ * NGX_ERROR: the zone could not store the outcome (refuse the request).
+ */
+static ngx_int_t
 ngx_http_ml_guard_rl_local(ngx_http_ml_guard_redis_conf_t *rcf,
     ngx_http_ml_guard_ratelimit_conf_t *rlcf, ngx_uint_t op,
     ngx_http_ml_guard_ratelimit_ctx_t *rl, mlg_gcra_result_t *res)
 {
     int64_t                        now, until, tats[MLG_GCRA_MAX_LIMITS];
     ngx_str_t                     *fail_key, *ban_key;
+    ngx_int_t                      rc;
     ngx_uint_t                     i;
     mlg_gcra_result_t              counted;
     ngx_slab_pool_t               *shpool;
@@ -594,6 +673,8 @@ ngx_http_ml_guard_rl_local(ngx_http_ml_guard_redis_conf_t *rcf,
     shpool = (ngx_slab_pool_t *) rcf->zone->shm.addr;
     sh = rcf->zone->data;
     now = ngx_http_ml_guard_rl_now();
+
+    rc = NGX_OK;
 
     ngx_shmtx_lock(&shpool->mutex);
 
@@ -605,10 +686,10 @@ ngx_http_ml_guard_rl_local(ngx_http_ml_guard_redis_conf_t *rcf,
         }
 
         if (mlg_gcra_check_all(rl->gcra, tats, (int) rl->n, now, res)) {
-            for (i = 0; i < rl->n; i++) {
+            for (i = 0; i < rl->n && rc == NGX_OK; i++) {
                 /* a key is worthless once its TAT has passed */
-                ngx_http_ml_guard_rl_set(shpool, sh, &rl->keys[i], tats[i],
-                                         tats[i], now);
+                rc = ngx_http_ml_guard_rl_set(shpool, sh, &rl->keys[i],
+                                              tats[i], tats[i], now, 0);
             }
         }
         break;
@@ -632,21 +713,24 @@ ngx_http_ml_guard_rl_local(ngx_http_ml_guard_redis_conf_t *rcf,
         mlg_gcra_check(&rlcf->failures, tats[0], now, &counted, &tats[1]);
 
         if (counted.allowed) {
-            ngx_http_ml_guard_rl_set(shpool, sh, fail_key, tats[1], tats[1],
-                                     now);
+            rc = ngx_http_ml_guard_rl_set(shpool, sh, fail_key, tats[1],
+                                          tats[1], now, 0);
             break;
         }
-
-        until = now + (int64_t) rlcf->ban * 1000;
-        ngx_http_ml_guard_rl_set(shpool, sh, ban_key, until, until, now);
 
         node = ngx_http_ml_guard_rl_lookup(sh, fail_key);
         if (node != NULL) {
             ngx_http_ml_guard_rl_delete(shpool, sh, node);
         }
+
+        until = now + (int64_t) rlcf->ban * 1000;
+        rc = ngx_http_ml_guard_rl_set(shpool, sh, ban_key, until, until, now,
+                                      1);
     }
 
     ngx_shmtx_unlock(&shpool->mutex);
+
+    return rc;
 }
 
 
@@ -1128,11 +1212,18 @@ ngx_http_ml_guard_rl_decide(ngx_http_request_t *r,
             return rc;
         }
 
-        ngx_http_ml_guard_rl_local(rcf, lcf->ratelimit,
-                                   !lockout ? MLG_LOCAL_LIMIT
-                                   : rl->failed ? MLG_LOCAL_FAIL
-                                   : MLG_LOCAL_BAN,
-                                   rl, &call->result);
+        if (ngx_http_ml_guard_rl_local(rcf, lcf->ratelimit,
+                                       !lockout ? MLG_LOCAL_LIMIT
+                                       : rl->failed ? MLG_LOCAL_FAIL
+                                       : MLG_LOCAL_BAN,
+                                       rl, &call->result)
+            != NGX_OK)
+        {
+            ctx->retry_after = 1;
+            return ngx_http_ml_guard_deny(r, ctx,
+                                          MLG_REASON_LIMITER_UNAVAILABLE,
+                                          "the rate limiter is unavailable");
+        }
     }
 
     return NGX_DONE;
