@@ -13,7 +13,8 @@
  *   JWT          ngx_http_ml_guard_jwt.c         lcf->jwt  (opaque here)
  *   JSON/schema  ngx_http_ml_guard_schema.c      lcf->schema
  *   rate limits  ngx_http_ml_guard_ratelimit.c   lcf->ratelimit, mcf->redis, ctx->ratelimit
- *                ngx_http_ml_guard_redis.c       (the hiredis connection)
+ *                ngx_http_ml_guard_ratelimit_batch.c (checks -> script calls)
+ *                ngx_http_ml_guard_redis.c       (a Redis client)
  *   problems     ngx_http_ml_guard_problem.c     ctx->problem_*
  *   metrics      ngx_http_ml_guard_metrics.c     a shared memory zone
  *
@@ -83,6 +84,7 @@ typedef struct ngx_http_ml_guard_ratelimit_ctx_s   ngx_http_ml_guard_ratelimit_c
 
 typedef struct {
     ngx_http_ml_guard_redis_conf_t      *redis;       /* ml_guard_redis */
+    ngx_shm_zone_t                      *limits_zone; /* local limits */
 } ngx_http_ml_guard_main_conf_t;
 
 

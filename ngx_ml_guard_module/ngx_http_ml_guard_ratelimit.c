@@ -1,18 +1,19 @@
 /*
  * Rate limits and brute-force lockout (ml_guard_rate_limit,
- * ml_guard_auth_failures, ml_guard_redis).
+ * ml_guard_auth_failures, ml_guard_limits_zone).
  *
  * Decisions are made by one Lua script in Redis (mlg_ratelimit.lua, GCRA on
  * Redis's clock) so that every gateway shares one budget per client; the
- * request waits for the reply without blocking the worker
- * (ngx_http_ml_guard_redis.c).  While Redis cannot answer, fail= decides:
- * "local" runs the same arithmetic (mlg_gcra.c) in this gateway's shared
- * memory, "open" allows, "closed" answers 503.  Without ml_guard_redis the
- * limits are always local.
+ * request waits for the reply without blocking the worker: checks are
+ * batched into script calls (ngx_http_ml_guard_ratelimit_batch.c) sent by
+ * the Redis client (ngx_http_ml_guard_redis.c).  While Redis cannot answer,
+ * fail= decides: "local" runs the same arithmetic (mlg_gcra.c) in this
+ * gateway's shared memory, "open" allows, "closed" answers 503.  Without
+ * ml_guard_redis the limits are always local.
  */
 
 #include "ngx_http_ml_guard_module.h"
-#include "ngx_http_ml_guard_redis.h"
+#include "ngx_http_ml_guard_ratelimit_batch.h"
 #include "mlg_gcra.h"
 
 
@@ -93,8 +94,7 @@ typedef struct {
 } ngx_http_ml_guard_rl_shctx_t;
 
 
-static ngx_http_ml_guard_redis_conf_t *ngx_http_ml_guard_rl_main(
-    ngx_conf_t *cf);
+static ngx_shm_zone_t *ngx_http_ml_guard_rl_zone(ngx_conf_t *cf);
 
 
 /* ---- configuration ---------------------------------------------------- */
@@ -147,8 +147,8 @@ ngx_int_t
 ngx_http_ml_guard_ratelimit_init_main(ngx_conf_t *cf,
     ngx_http_ml_guard_main_conf_t *mcf)
 {
-    if (mcf->redis != NULL && mcf->redis->zone->shm.size == 0) {
-        mcf->redis->zone->shm.size = NGX_HTTP_ML_GUARD_ZONE_SIZE;
+    if (mcf->limits_zone != NULL && mcf->limits_zone->shm.size == 0) {
+        mcf->limits_zone->shm.size = NGX_HTTP_ML_GUARD_ZONE_SIZE;
     }
 
     return NGX_OK;
@@ -158,16 +158,16 @@ ngx_http_ml_guard_ratelimit_init_main(ngx_conf_t *cf,
 char *
 ngx_http_ml_guard_limits_zone(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 {
-    ssize_t                          size;
-    ngx_str_t                       *value;
-    ngx_http_ml_guard_redis_conf_t  *rcf;
+    ssize_t          size;
+    ngx_str_t       *value;
+    ngx_shm_zone_t  *zone;
 
-    rcf = ngx_http_ml_guard_rl_main(cf);
-    if (rcf == NULL) {
+    zone = ngx_http_ml_guard_rl_zone(cf);
+    if (zone == NULL) {
         return NGX_CONF_ERROR;
     }
 
-    if (rcf->zone->shm.size) {
+    if (zone->shm.size) {
         return "is duplicate";
     }
 
@@ -182,7 +182,7 @@ ngx_http_ml_guard_limits_zone(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
         return NGX_CONF_ERROR;
     }
 
-    rcf->zone->shm.size = size;
+    zone->shm.size = size;
 
     return NGX_CONF_OK;
 }
@@ -226,55 +226,31 @@ ngx_http_ml_guard_rl_zone_init(ngx_shm_zone_t *shm_zone, void *data)
 }
 
 
-/* the main-level state shared by the three directives */
-static ngx_http_ml_guard_redis_conf_t *
-ngx_http_ml_guard_rl_main(ngx_conf_t *cf)
+/* the zone of local limits, shared by every location's limits */
+static ngx_shm_zone_t *
+ngx_http_ml_guard_rl_zone(ngx_conf_t *cf)
 {
     ngx_str_t                       name = ngx_string(NGX_HTTP_ML_GUARD_ZONE_NAME);
+    ngx_shm_zone_t                 *zone;
     ngx_http_ml_guard_main_conf_t  *mcf;
-    ngx_http_ml_guard_redis_conf_t *rcf;
 
     mcf = ngx_http_conf_get_module_main_conf(cf, ngx_http_ml_guard_module);
 
-    if (mcf->redis != NULL) {
-        return mcf->redis;
+    if (mcf->limits_zone != NULL) {
+        return mcf->limits_zone;
     }
-
-    rcf = ngx_pcalloc(cf->pool, sizeof(ngx_http_ml_guard_redis_conf_t));
-    if (rcf == NULL) {
-        return NULL;
-    }
-
-    rcf->timeout = 50;
-    rcf->fail = NGX_HTTP_ML_GUARD_FAIL_LOCAL;
-    rcf->db = -1;
 
     /* sized by ml_guard_limits_zone, else at the end of http{} */
-    rcf->zone = ngx_shared_memory_add(cf, &name, 0,
-                                      &ngx_http_ml_guard_module);
-    if (rcf->zone == NULL) {
+    zone = ngx_shared_memory_add(cf, &name, 0, &ngx_http_ml_guard_module);
+    if (zone == NULL) {
         return NULL;
     }
 
-    rcf->zone->init = ngx_http_ml_guard_rl_zone_init;
+    zone->init = ngx_http_ml_guard_rl_zone_init;
 
-    mcf->redis = rcf;
+    mcf->limits_zone = zone;
 
-    return rcf;
-}
-
-
-char *
-ngx_http_ml_guard_redis(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
-{
-    ngx_http_ml_guard_redis_conf_t  *rcf;
-
-    rcf = ngx_http_ml_guard_rl_main(cf);
-    if (rcf == NULL) {
-        return NGX_CONF_ERROR;
-    }
-
-    return ngx_http_ml_guard_redis_parse(cf, rcf);
+    return zone;
 }
 
 
@@ -316,7 +292,7 @@ ngx_http_ml_guard_rate_limit(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
     ngx_http_compile_complex_value_t     ccv;
     ngx_http_ml_guard_ratelimit_conf_t  *rlcf = lcf->ratelimit;
 
-    if (ngx_http_ml_guard_rl_main(cf) == NULL) {
+    if (ngx_http_ml_guard_rl_zone(cf) == NULL) {
         return NGX_CONF_ERROR;
     }
 
@@ -432,7 +408,7 @@ ngx_http_ml_guard_auth_failures(ngx_conf_t *cf, ngx_command_t *cmd,
         return "is duplicate";
     }
 
-    if (ngx_http_ml_guard_rl_main(cf) == NULL) {
+    if (ngx_http_ml_guard_rl_zone(cf) == NULL) {
         return NGX_CONF_ERROR;
     }
 
@@ -498,14 +474,14 @@ ngx_http_ml_guard_ratelimit_init_process(ngx_cycle_t *cycle)
         return NGX_OK;
     }
 
-    return ngx_http_ml_guard_redis_init_worker(cycle, mcf->redis);
+    return ngx_http_ml_guard_rl_batch_init_worker(cycle, mcf->redis);
 }
 
 
 void
 ngx_http_ml_guard_ratelimit_exit_process(ngx_cycle_t *cycle)
 {
-    ngx_http_ml_guard_redis_exit_worker(cycle);
+    ngx_http_ml_guard_rl_batch_exit_worker(cycle);
 }
 
 
@@ -657,7 +633,7 @@ enum {
  * NGX_ERROR: the zone could not store the outcome (refuse the request).
  */
 static ngx_int_t
-ngx_http_ml_guard_rl_local(ngx_http_ml_guard_redis_conf_t *rcf,
+ngx_http_ml_guard_rl_local(ngx_shm_zone_t *zone,
     ngx_http_ml_guard_ratelimit_conf_t *rlcf, ngx_uint_t op,
     ngx_http_ml_guard_ratelimit_ctx_t *rl, mlg_gcra_result_t *res)
 {
@@ -670,8 +646,8 @@ ngx_http_ml_guard_rl_local(ngx_http_ml_guard_redis_conf_t *rcf,
     ngx_http_ml_guard_rl_node_t   *node;
     ngx_http_ml_guard_rl_shctx_t  *sh;
 
-    shpool = (ngx_slab_pool_t *) rcf->zone->shm.addr;
-    sh = rcf->zone->data;
+    shpool = (ngx_slab_pool_t *) zone->shm.addr;
+    sh = zone->data;
     now = ngx_http_ml_guard_rl_now();
 
     rc = NGX_OK;
@@ -993,7 +969,7 @@ ngx_http_ml_guard_rl_call(ngx_http_request_t *r,
 {
     ngx_int_t  rc;
 
-    rc = ngx_http_ml_guard_redis_queue(r->pool, nkeys, keys, spec, nvalues,
+    rc = ngx_http_ml_guard_rl_queue(r->pool, nkeys, keys, spec, nvalues,
                                        same, ngx_http_ml_guard_rl_reply,
                                        call);
 
@@ -1032,14 +1008,10 @@ ngx_http_ml_guard_rl_header(ngx_http_request_t *r, const char *name,
 }
 
 
-static ngx_http_ml_guard_redis_conf_t *
-ngx_http_ml_guard_rl_redis_conf(ngx_http_request_t *r)
+static ngx_http_ml_guard_main_conf_t *
+ngx_http_ml_guard_rl_main_conf(ngx_http_request_t *r)
 {
-    ngx_http_ml_guard_main_conf_t  *mcf;
-
-    mcf = ngx_http_get_module_main_conf(r, ngx_http_ml_guard_module);
-
-    return mcf->redis;
+    return ngx_http_get_module_main_conf(r, ngx_http_ml_guard_module);
 }
 
 
@@ -1053,7 +1025,7 @@ ngx_http_ml_guard_rl_fail(ngx_http_request_t *r, ngx_http_ml_guard_ctx_t *ctx,
     ngx_http_ml_guard_redis_conf_t *rcf)
 {
     /* without Redis the limits are local by design */
-    switch (rcf->address.len ? rcf->fail : NGX_HTTP_ML_GUARD_FAIL_LOCAL) {
+    switch (rcf ? rcf->fail : NGX_HTTP_ML_GUARD_FAIL_LOCAL) {
 
     case NGX_HTTP_ML_GUARD_FAIL_OPEN:
         return NGX_OK;
@@ -1116,7 +1088,7 @@ ngx_http_ml_guard_rl_send_limits(ngx_http_request_t *r,
 
     /* identical requests in one batch are counted together */
     return ngx_http_ml_guard_rl_call(r, &rl->limit, rl->n, rl->keys, &spec,
-                                     rl->n, NGX_HTTP_ML_GUARD_REDIS_COUNT);
+                                     rl->n, NGX_HTTP_ML_GUARD_RL_COUNT);
 }
 
 
@@ -1149,12 +1121,12 @@ ngx_http_ml_guard_rl_send_lockout(ngx_http_request_t *r,
     if (!rl->failed) {
         return ngx_http_ml_guard_rl_call(r, &rl->lockout, 1,
                                          &rl->lockout_keys[1], &spec, 1,
-                                         NGX_HTTP_ML_GUARD_REDIS_SHARE);
+                                         NGX_HTTP_ML_GUARD_RL_SHARE);
     }
 
     return ngx_http_ml_guard_rl_call(r, &rl->lockout, 2, rl->lockout_keys,
                                      &rlcf->failures_spec, 2,
-                                     NGX_HTTP_ML_GUARD_REDIS_ALONE);
+                                     NGX_HTTP_ML_GUARD_RL_ALONE);
 }
 
 
@@ -1170,7 +1142,7 @@ ngx_http_ml_guard_rl_decide(ngx_http_request_t *r,
 {
     ngx_int_t                           rc;
     ngx_http_ml_guard_rl_call_t        *call;
-    ngx_http_ml_guard_redis_conf_t     *rcf;
+    ngx_http_ml_guard_main_conf_t      *mcf;
     ngx_http_ml_guard_ratelimit_ctx_t  *rl;
 
     rl = ngx_http_ml_guard_rl_ctx(r, ctx);
@@ -1195,11 +1167,11 @@ ngx_http_ml_guard_rl_decide(ngx_http_request_t *r,
     }
 
     if (call->unavailable) {
-        rcf = ngx_http_ml_guard_rl_redis_conf(r);
+        mcf = ngx_http_ml_guard_rl_main_conf(r);
 
-        rc = ngx_http_ml_guard_rl_fail(r, ctx, rcf);
+        rc = ngx_http_ml_guard_rl_fail(r, ctx, mcf->redis);
 
-        if (!lockout && rcf->address.len) {
+        if (!lockout && mcf->redis != NULL) {
             ngx_http_ml_guard_metric_add(rc == NGX_DECLINED
                                          ? MLG_METRIC_RATELIMIT_LOCAL
                                          : rc == NGX_OK
@@ -1212,7 +1184,7 @@ ngx_http_ml_guard_rl_decide(ngx_http_request_t *r,
             return rc;
         }
 
-        if (ngx_http_ml_guard_rl_local(rcf, lcf->ratelimit,
+        if (ngx_http_ml_guard_rl_local(mcf->limits_zone, lcf->ratelimit,
                                        !lockout ? MLG_LOCAL_LIMIT
                                        : rl->failed ? MLG_LOCAL_FAIL
                                        : MLG_LOCAL_BAN,
@@ -1315,7 +1287,7 @@ ngx_http_ml_guard_ratelimit_step(ngx_http_request_t *r,
     res = &rl->limit.result;
 
     if (!rl->limit.unavailable
-        || ngx_http_ml_guard_rl_redis_conf(r)->address.len == 0)
+        || ngx_http_ml_guard_rl_main_conf(r)->redis == NULL)
     {
         ngx_http_ml_guard_metric_add(res->allowed
                                      ? MLG_METRIC_RATELIMIT_ALLOWED
