@@ -5,33 +5,119 @@
  * temporary file exactly as for proxy_pass, which later reuses it.  A
  * request body filter counts the bytes as they arrive (after de-chunking)
  * and stops the read with 413 as soon as the cap is passed: a chunked
- * upload cannot make us buffer more than ml_guard_max_body.
+ * upload cannot make us buffer more than ml_guard_max_body.  The body step
+ * runs in the core's "body" stage.
  */
 
 #include "ngx_http_ml_guard_module.h"
+#include "ngx_http_ml_guard_body.h"
 
 
+typedef struct {
+    off_t                                max_body;        /* ml_guard_max_body */
+} ngx_http_ml_guard_body_conf_t;
+
+
+static ngx_int_t ngx_http_ml_guard_body_step(ngx_http_request_t *r,
+    ngx_http_ml_guard_ctx_t *ctx);
 static void ngx_http_ml_guard_body_done(ngx_http_request_t *r);
 static ngx_int_t ngx_http_ml_guard_request_body_filter(ngx_http_request_t *r,
     ngx_chain_t *in);
+static ngx_int_t ngx_http_ml_guard_body_init(ngx_conf_t *cf);
+static void *ngx_http_ml_guard_body_create_conf(ngx_conf_t *cf);
+static char *ngx_http_ml_guard_body_merge_conf(ngx_conf_t *cf, void *parent,
+    void *child);
+
+
+static ngx_command_t  ngx_http_ml_guard_body_commands[] = {
+
+    { ngx_string("ml_guard_max_body"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_off_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_ml_guard_body_conf_t, max_body),
+      NULL },
+
+      ngx_null_command
+};
+
+
+static ngx_http_module_t  ngx_http_ml_guard_body_module_ctx = {
+    NULL,                                  /* preconfiguration */
+    ngx_http_ml_guard_body_init,           /* postconfiguration */
+
+    NULL,                                  /* create main configuration */
+    NULL,                                  /* init main configuration */
+
+    NULL,                                  /* create server configuration */
+    NULL,                                  /* merge server configuration */
+
+    ngx_http_ml_guard_body_create_conf,    /* create location configuration */
+    ngx_http_ml_guard_body_merge_conf      /* merge location configuration */
+};
+
+
+ngx_module_t  ngx_http_ml_guard_body_module = {
+    NGX_MODULE_V1,
+    &ngx_http_ml_guard_body_module_ctx,    /* module context */
+    ngx_http_ml_guard_body_commands,       /* module directives */
+    NGX_HTTP_MODULE,                       /* module type */
+    NULL,                                  /* init master */
+    NULL,                                  /* init module */
+    NULL,                                  /* init process */
+    NULL,                                  /* init thread */
+    NULL,                                  /* exit thread */
+    NULL,                                  /* exit process */
+    NULL,                                  /* exit master */
+    NGX_MODULE_V1_PADDING
+};
 
 
 static ngx_http_request_body_filter_pt  ngx_http_next_request_body_filter;
 
 
-ngx_int_t
-ngx_http_ml_guard_body_filter_init(ngx_conf_t *cf)
+static void *
+ngx_http_ml_guard_body_create_conf(ngx_conf_t *cf)
+{
+    ngx_http_ml_guard_body_conf_t  *conf;
+
+    conf = ngx_palloc(cf->pool, sizeof(ngx_http_ml_guard_body_conf_t));
+    if (conf == NULL) {
+        return NULL;
+    }
+
+    conf->max_body = NGX_CONF_UNSET;
+
+    return conf;
+}
+
+
+static char *
+ngx_http_ml_guard_body_merge_conf(ngx_conf_t *cf, void *parent, void *child)
+{
+    ngx_http_ml_guard_body_conf_t  *prev = parent;
+    ngx_http_ml_guard_body_conf_t  *conf = child;
+
+    ngx_conf_merge_off_value(conf->max_body, prev->max_body, 1024 * 1024);
+
+    return NGX_CONF_OK;
+}
+
+
+static ngx_int_t
+ngx_http_ml_guard_body_init(ngx_conf_t *cf)
 {
     ngx_http_next_request_body_filter = ngx_http_top_request_body_filter;
     ngx_http_top_request_body_filter = ngx_http_ml_guard_request_body_filter;
 
-    return NGX_OK;
+    return ngx_http_ml_guard_add_step(cf, NGX_HTTP_ML_GUARD_BODY,
+                                      ngx_http_ml_guard_body_step);
 }
 
 
 static ngx_int_t
 ngx_http_ml_guard_deny_too_large(ngx_http_request_t *r,
-    ngx_http_ml_guard_loc_conf_t *lcf, ngx_http_ml_guard_ctx_t *ctx)
+    ngx_http_ml_guard_body_conf_t *lcf, ngx_http_ml_guard_ctx_t *ctx)
 {
     return ngx_http_ml_guard_deny(r, ctx, MLG_REASON_BODY_TOO_LARGE,
                                   "the request body is larger than the "
@@ -39,13 +125,16 @@ ngx_http_ml_guard_deny_too_large(ngx_http_request_t *r,
 }
 
 
-ngx_int_t
+static ngx_int_t
 ngx_http_ml_guard_body_step(ngx_http_request_t *r,
-    ngx_http_ml_guard_loc_conf_t *lcf, ngx_http_ml_guard_ctx_t *ctx)
+    ngx_http_ml_guard_ctx_t *ctx)
 {
-    ngx_int_t  rc;
+    ngx_int_t                       rc;
+    ngx_http_ml_guard_body_conf_t  *lcf;
 
-    if (ctx->step == MLG_STEP_BODY_WAIT) {
+    lcf = ngx_http_get_module_loc_conf(r, ngx_http_ml_guard_body_module);
+
+    if (ctx->body_wait) {
         if (ctx->reason == MLG_REASON_BODY_TOO_LARGE) {
             return ctx->status;
         }
@@ -58,7 +147,7 @@ ngx_http_ml_guard_body_step(ngx_http_request_t *r,
         return NGX_OK;
     }
 
-    /* MLG_STEP_BODY */
+    /* the first call */
 
     if (r->headers_in.content_length_n > lcf->max_body) {
         return ngx_http_ml_guard_deny_too_large(r, lcf, ctx);
@@ -82,7 +171,7 @@ ngx_http_ml_guard_body_step(ngx_http_request_t *r,
         return rc;
     }
 
-    ctx->step = MLG_STEP_BODY_WAIT;
+    ctx->body_wait = 1;
 
     if (!ctx->body_done) {
         /*
@@ -124,9 +213,9 @@ ngx_http_ml_guard_body_done(ngx_http_request_t *r)
 static ngx_int_t
 ngx_http_ml_guard_request_body_filter(ngx_http_request_t *r, ngx_chain_t *in)
 {
-    ngx_chain_t                   *cl;
-    ngx_http_ml_guard_ctx_t       *ctx;
-    ngx_http_ml_guard_loc_conf_t  *lcf;
+    ngx_chain_t                    *cl;
+    ngx_http_ml_guard_ctx_t        *ctx;
+    ngx_http_ml_guard_body_conf_t  *lcf;
 
     ctx = ngx_http_get_module_ctx(r, ngx_http_ml_guard_module);
 
@@ -138,7 +227,7 @@ ngx_http_ml_guard_request_body_filter(ngx_http_request_t *r, ngx_chain_t *in)
         ctx->body_received += ngx_buf_size(cl->buf);
     }
 
-    lcf = ngx_http_get_module_loc_conf(r, ngx_http_ml_guard_module);
+    lcf = ngx_http_get_module_loc_conf(r, ngx_http_ml_guard_body_module);
 
     if (ctx->body_received > lcf->max_body) {
         ctx->body_reading = 0;

@@ -11,7 +11,8 @@
  *
  * A request's "Authorization: Bearer TOKEN" (scheme without case) is looked
  * up in the worker's cache of verified tokens, else verified; the identity
- * goes to ngx_http_ml_guard_set_principal().
+ * goes to ngx_http_ml_guard_set_principal().  An authentication method of
+ * the core.
  */
 
 #include "ngx_http_ml_guard_module.h"
@@ -23,7 +24,7 @@
 #define NGX_HTTP_ML_GUARD_JWT_CACHE_SIZE  1024
 
 
-struct ngx_http_ml_guard_jwt_conf_s {
+typedef struct {
     mlg_jwt_keyset_t   *keyset;         /* NULL: not set at this level */
     ngx_str_t           key_file;
     ngx_str_t           issuer;         /* NUL-terminated; data NULL: unset */
@@ -33,31 +34,148 @@ struct ngx_http_ml_guard_jwt_conf_s {
     ngx_flag_t          cache;
     ngx_flag_t          require_exp;
     mlg_jwt_policy_t    policy;         /* built by merge */
-};
+} ngx_http_ml_guard_jwt_conf_t;
 
 
+static ngx_int_t ngx_http_ml_guard_jwt_preconf(ngx_conf_t *cf);
+static void *ngx_http_ml_guard_jwt_create_conf(ngx_conf_t *cf);
+static char *ngx_http_ml_guard_jwt_merge_conf(ngx_conf_t *cf, void *parent,
+    void *child);
+static ngx_int_t ngx_http_ml_guard_jwt_authenticate(ngx_http_request_t *r,
+    ngx_http_ml_guard_ctx_t *ctx, ngx_http_ml_guard_reason_e *reason);
+static ngx_int_t ngx_http_ml_guard_jwt_challenge(ngx_http_request_t *r,
+    ngx_http_ml_guard_ctx_t *ctx, ngx_uint_t alone);
+static char *ngx_http_ml_guard_jwt_key(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
+static char *ngx_http_ml_guard_jwt_issuer(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
+static char *ngx_http_ml_guard_jwt_audience(ngx_conf_t *cf,
+    ngx_command_t *cmd, void *conf);
+static char *ngx_http_ml_guard_jwt_leeway(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
+static char *ngx_http_ml_guard_jwt_roles_claim(ngx_conf_t *cf,
+    ngx_command_t *cmd, void *conf);
 static void ngx_http_ml_guard_jwt_keyset_cleanup(void *data);
 static ngx_int_t ngx_http_ml_guard_jwt_bearer(ngx_http_request_t *r,
     ngx_str_t *token);
 static char *ngx_http_ml_guard_jwt_set_str(ngx_conf_t *cf, ngx_str_t *field,
     const char *what, ngx_uint_t is_path);
-static char *ngx_http_ml_guard_jwt_set_flag(ngx_conf_t *cf, ngx_command_t *cmd,
-    ngx_http_ml_guard_jwt_conf_t *jcf, ngx_uint_t offset);
+
+
+static ngx_command_t  ngx_http_ml_guard_jwt_commands[] = {
+
+    { ngx_string("ml_guard_jwt_key"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE12,
+      ngx_http_ml_guard_jwt_key,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      0,
+      NULL },
+
+    { ngx_string("ml_guard_jwt_issuer"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_http_ml_guard_jwt_issuer,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      0,
+      NULL },
+
+    { ngx_string("ml_guard_jwt_audience"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_http_ml_guard_jwt_audience,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      0,
+      NULL },
+
+    { ngx_string("ml_guard_jwt_leeway"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_http_ml_guard_jwt_leeway,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      0,
+      NULL },
+
+    { ngx_string("ml_guard_jwt_roles_claim"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_http_ml_guard_jwt_roles_claim,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      0,
+      NULL },
+
+    { ngx_string("ml_guard_jwt_cache"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_FLAG,
+      ngx_conf_set_flag_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_ml_guard_jwt_conf_t, cache),
+      NULL },
+
+    { ngx_string("ml_guard_jwt_require_exp"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_FLAG,
+      ngx_conf_set_flag_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_ml_guard_jwt_conf_t, require_exp),
+      NULL },
+
+      ngx_null_command
+};
+
+
+static ngx_http_module_t  ngx_http_ml_guard_jwt_module_ctx = {
+    ngx_http_ml_guard_jwt_preconf,         /* preconfiguration */
+    NULL,                                  /* postconfiguration */
+
+    NULL,                                  /* create main configuration */
+    NULL,                                  /* init main configuration */
+
+    NULL,                                  /* create server configuration */
+    NULL,                                  /* merge server configuration */
+
+    ngx_http_ml_guard_jwt_create_conf,     /* create location configuration */
+    ngx_http_ml_guard_jwt_merge_conf       /* merge location configuration */
+};
+
+
+ngx_module_t  ngx_http_ml_guard_jwt_module = {
+    NGX_MODULE_V1,
+    &ngx_http_ml_guard_jwt_module_ctx,     /* module context */
+    ngx_http_ml_guard_jwt_commands,        /* module directives */
+    NGX_HTTP_MODULE,                       /* module type */
+    NULL,                                  /* init master */
+    NULL,                                  /* init module */
+    NULL,                                  /* init process */
+    NULL,                                  /* init thread */
+    NULL,                                  /* exit thread */
+    NULL,                                  /* exit process */
+    NULL,                                  /* exit master */
+    NGX_MODULE_V1_PADDING
+};
+
+
+static ngx_http_ml_guard_auth_method_t  ngx_http_ml_guard_jwt_method = {
+    ngx_string("jwt"),
+    ngx_http_ml_guard_jwt_authenticate,
+    ngx_http_ml_guard_jwt_challenge,
+    NULL,
+    0
+};
 
 
 /* created in the worker on first use; never in the master */
 static mlg_jwt_cache_t  *ngx_http_ml_guard_jwt_cache;
 
 
-ngx_int_t
-ngx_http_ml_guard_jwt_create_conf(ngx_conf_t *cf,
-    ngx_http_ml_guard_loc_conf_t *lcf)
+static ngx_int_t
+ngx_http_ml_guard_jwt_preconf(ngx_conf_t *cf)
+{
+    return ngx_http_ml_guard_add_auth_method(cf, &ngx_http_ml_guard_jwt_method);
+}
+
+
+static void *
+ngx_http_ml_guard_jwt_create_conf(ngx_conf_t *cf)
 {
     ngx_http_ml_guard_jwt_conf_t  *jcf;
 
     jcf = ngx_pcalloc(cf->pool, sizeof(ngx_http_ml_guard_jwt_conf_t));
     if (jcf == NULL) {
-        return NGX_ERROR;
+        return NULL;
     }
 
     /*
@@ -74,18 +192,15 @@ ngx_http_ml_guard_jwt_create_conf(ngx_conf_t *cf,
     jcf->cache = NGX_CONF_UNSET;
     jcf->require_exp = NGX_CONF_UNSET;
 
-    lcf->jwt = jcf;
-
-    return NGX_OK;
+    return jcf;
 }
 
 
-char *
-ngx_http_ml_guard_jwt_merge_conf(ngx_conf_t *cf,
-    ngx_http_ml_guard_loc_conf_t *prev, ngx_http_ml_guard_loc_conf_t *conf)
+static char *
+ngx_http_ml_guard_jwt_merge_conf(ngx_conf_t *cf, void *parent, void *child)
 {
-    ngx_http_ml_guard_jwt_conf_t  *p = prev->jwt;
-    ngx_http_ml_guard_jwt_conf_t  *c = conf->jwt;
+    ngx_http_ml_guard_jwt_conf_t  *p = parent;
+    ngx_http_ml_guard_jwt_conf_t  *c = child;
 
     if (c->keyset == NULL) {
         c->keyset = p->keyset;
@@ -111,21 +226,17 @@ ngx_http_ml_guard_jwt_merge_conf(ngx_conf_t *cf,
     c->policy.leeway = c->leeway;
     c->policy.exp_optional = !c->require_exp;
 
+    if (c->keyset != NULL) {
+        ngx_http_ml_guard_auth_configured(cf, &ngx_http_ml_guard_jwt_method);
+    }
+
     return NGX_CONF_OK;
 }
 
 
-ngx_uint_t
-ngx_http_ml_guard_jwt_configured(ngx_http_ml_guard_loc_conf_t *lcf)
-{
-    return lcf->jwt != NULL && lcf->jwt->keyset != NULL;
-}
-
-
-ngx_int_t
+static ngx_int_t
 ngx_http_ml_guard_jwt_authenticate(ngx_http_request_t *r,
-    ngx_http_ml_guard_loc_conf_t *lcf, ngx_http_ml_guard_ctx_t *ctx,
-    ngx_http_ml_guard_reason_e *reason)
+    ngx_http_ml_guard_ctx_t *ctx, ngx_http_ml_guard_reason_e *reason)
 {
     ngx_str_t                     token;
     mlg_jwt_result_t              rc;
@@ -137,7 +248,7 @@ ngx_http_ml_guard_jwt_authenticate(ngx_http_request_t *r,
         return NGX_DECLINED;
     }
 
-    jcf = lcf->jwt;
+    jcf = ngx_http_get_module_loc_conf(r, ngx_http_ml_guard_jwt_module);
 
     if (jcf->keyset == NULL) {
         ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
@@ -261,18 +372,15 @@ ngx_http_ml_guard_jwt_bearer(ngx_http_request_t *r, ngx_str_t *token)
 }
 
 
-char *
+static char *
 ngx_http_ml_guard_jwt_key(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 {
-    ngx_http_ml_guard_loc_conf_t *lcf = conf;
+    ngx_http_ml_guard_jwt_conf_t *jcf = conf;
 
     char                          err[512];
     char                         *alg;
     ngx_str_t                    *value, file;
     mlg_jwt_keyset_t             *ks;
-    ngx_http_ml_guard_jwt_conf_t *jcf;
-
-    jcf = lcf->jwt;
 
     if (jcf->keyset != NULL) {
         return "is duplicate";
@@ -328,22 +436,21 @@ ngx_http_ml_guard_jwt_keyset_cleanup(void *data)
 }
 
 
-char *
+static char *
 ngx_http_ml_guard_jwt_issuer(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 {
-    ngx_http_ml_guard_loc_conf_t *lcf = conf;
+    ngx_http_ml_guard_jwt_conf_t *jcf = conf;
 
-    return ngx_http_ml_guard_jwt_set_str(cf, &lcf->jwt->issuer, "issuer", 0);
+    return ngx_http_ml_guard_jwt_set_str(cf, &jcf->issuer, "issuer", 0);
 }
 
 
-char *
+static char *
 ngx_http_ml_guard_jwt_audience(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 {
-    ngx_http_ml_guard_loc_conf_t *lcf = conf;
+    ngx_http_ml_guard_jwt_conf_t *jcf = conf;
 
-    return ngx_http_ml_guard_jwt_set_str(cf, &lcf->jwt->audience, "audience",
-                                         0);
+    return ngx_http_ml_guard_jwt_set_str(cf, &jcf->audience, "audience", 0);
 }
 
 
@@ -396,15 +503,15 @@ ngx_http_ml_guard_jwt_set_str(ngx_conf_t *cf, ngx_str_t *field,
 }
 
 
-char *
+static char *
 ngx_http_ml_guard_jwt_leeway(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 {
-    ngx_http_ml_guard_loc_conf_t *lcf = conf;
+    ngx_http_ml_guard_jwt_conf_t *jcf = conf;
 
     time_t      leeway;
     ngx_str_t  *value;
 
-    if (lcf->jwt->leeway != NGX_CONF_UNSET) {
+    if (jcf->leeway != NGX_CONF_UNSET) {
         return "is duplicate";
     }
 
@@ -420,55 +527,38 @@ ngx_http_ml_guard_jwt_leeway(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
         return NGX_CONF_ERROR;
     }
 
-    lcf->jwt->leeway = leeway;
+    jcf->leeway = leeway;
 
     return NGX_CONF_OK;
 }
 
 
-char *
+static char *
 ngx_http_ml_guard_jwt_roles_claim(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf)
 {
-    ngx_http_ml_guard_loc_conf_t *lcf = conf;
+    ngx_http_ml_guard_jwt_conf_t *jcf = conf;
 
-    return ngx_http_ml_guard_jwt_set_str(cf, &lcf->jwt->roles_claim,
+    return ngx_http_ml_guard_jwt_set_str(cf, &jcf->roles_claim,
                                          "roles claim path", 1);
 }
 
 
-char *
-ngx_http_ml_guard_jwt_cache_flag(ngx_conf_t *cf, ngx_command_t *cmd,
-    void *conf)
+/* RFC 6750 challenge; error="invalid_token" once a token was refused. */
+static ngx_int_t
+ngx_http_ml_guard_jwt_challenge(ngx_http_request_t *r,
+    ngx_http_ml_guard_ctx_t *ctx, ngx_uint_t alone)
 {
-    ngx_http_ml_guard_loc_conf_t *lcf = conf;
+    ngx_str_t  v;
 
-    return ngx_http_ml_guard_jwt_set_flag(cf, cmd, lcf->jwt,
-               offsetof(ngx_http_ml_guard_jwt_conf_t, cache));
-}
+    if (ctx->reason == MLG_REASON_MISSING_CREDENTIALS
+        || ctx->reason == MLG_REASON_INVALID_API_KEY)
+    {
+        ngx_str_set(&v, "Bearer realm=\"ml-guard\"");
 
+    } else {
+        ngx_str_set(&v, "Bearer realm=\"ml-guard\", error=\"invalid_token\"");
+    }
 
-char *
-ngx_http_ml_guard_jwt_require_exp(ngx_conf_t *cf, ngx_command_t *cmd,
-    void *conf)
-{
-    ngx_http_ml_guard_loc_conf_t *lcf = conf;
-
-    return ngx_http_ml_guard_jwt_set_flag(cf, cmd, lcf->jwt,
-               offsetof(ngx_http_ml_guard_jwt_conf_t, require_exp));
-}
-
-
-/* on|off into a field of the JWT conf, which the command table cannot
- * address (the struct is opaque there) */
-static char *
-ngx_http_ml_guard_jwt_set_flag(ngx_conf_t *cf, ngx_command_t *cmd,
-    ngx_http_ml_guard_jwt_conf_t *jcf, ngx_uint_t offset)
-{
-    ngx_command_t  field_cmd;
-
-    field_cmd = *cmd;
-    field_cmd.offset = offset;
-
-    return ngx_conf_set_flag_slot(cf, &field_cmd, jcf);
+    return ngx_http_ml_guard_add_header(r, "WWW-Authenticate", &v);
 }

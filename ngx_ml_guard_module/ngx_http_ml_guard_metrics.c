@@ -1,7 +1,8 @@
 /*
  * Metrics: counters in one shared memory zone, so that all workers add to
  * the same numbers (and the numbers survive a reload), and a Prometheus
- * text-format handler (`ml_guard_metrics;` in a location).
+ * text-format handler (`ml_guard_metrics;` in a location).  The counters'
+ * API (ngx_http_ml_guard_metric_add() and others) is in the core's header.
  */
 
 #include "ngx_http_ml_guard_module.h"
@@ -22,9 +23,57 @@ typedef struct {
 } ngx_http_ml_guard_metrics_t;
 
 
+static ngx_int_t ngx_http_ml_guard_metrics_init_zone(ngx_conf_t *cf);
 static ngx_int_t ngx_http_ml_guard_metrics_init_zone_data(
     ngx_shm_zone_t *shm_zone, void *data);
+static char *ngx_http_ml_guard_metrics(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
 static ngx_int_t ngx_http_ml_guard_metrics_handler(ngx_http_request_t *r);
+
+
+static ngx_command_t  ngx_http_ml_guard_metrics_commands[] = {
+
+    { ngx_string("ml_guard_metrics"),
+      NGX_HTTP_LOC_CONF|NGX_CONF_NOARGS,
+      ngx_http_ml_guard_metrics,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      0,
+      NULL },
+
+      ngx_null_command
+};
+
+
+static ngx_http_module_t  ngx_http_ml_guard_metrics_module_ctx = {
+    NULL,                                  /* preconfiguration */
+    ngx_http_ml_guard_metrics_init_zone,   /* postconfiguration */
+
+    NULL,                                  /* create main configuration */
+    NULL,                                  /* init main configuration */
+
+    NULL,                                  /* create server configuration */
+    NULL,                                  /* merge server configuration */
+
+    NULL,                                  /* create location configuration */
+    NULL                                   /* merge location configuration */
+};
+
+
+ngx_module_t  ngx_http_ml_guard_metrics_module = {
+    NGX_MODULE_V1,
+    &ngx_http_ml_guard_metrics_module_ctx, /* module context */
+    ngx_http_ml_guard_metrics_commands,    /* module directives */
+    NGX_HTTP_MODULE,                       /* module type */
+    NULL,                                  /* init master */
+    NULL,                                  /* init module */
+    NULL,                                  /* init process */
+    NULL,                                  /* init thread */
+    NULL,                                  /* exit thread */
+    NULL,                                  /* exit process */
+    NULL,                                  /* exit master */
+    NGX_MODULE_V1_PADDING
+};
+
 
 
 static ngx_http_ml_guard_metrics_t  *ngx_http_ml_guard_metrics_data;
@@ -40,14 +89,14 @@ static const char  *ngx_http_ml_guard_latency_le_text[MLG_LATENCY_BUCKETS] = {
 };
 
 
-ngx_int_t
+static ngx_int_t
 ngx_http_ml_guard_metrics_init_zone(ngx_conf_t *cf)
 {
     ngx_str_t        name = ngx_string("ml_guard_metrics");
     ngx_shm_zone_t  *shm_zone;
 
     shm_zone = ngx_shared_memory_add(cf, &name, 8 * ngx_pagesize,
-                                     &ngx_http_ml_guard_module);
+                                     &ngx_http_ml_guard_metrics_module);
     if (shm_zone == NULL) {
         return NGX_ERROR;
     }
@@ -166,7 +215,7 @@ ngx_http_ml_guard_metrics_decision(ngx_http_ml_guard_ctx_t *ctx)
 }
 
 
-char *
+static char *
 ngx_http_ml_guard_metrics(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 {
     ngx_http_core_loc_conf_t  *clcf;

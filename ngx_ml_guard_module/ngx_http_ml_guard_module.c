@@ -1,12 +1,16 @@
 /*
- * ngx_http_ml_guard_module: directives, configuration, variables and the
- * access-phase state machine.
+ * ngx_http_ml_guard_module: the core.  "ml_guard on|off", ml_guard_auth,
+ * ml_guard_roles, the request ctx, the decision variables, the table of
+ * steps the policy modules register into, and the access-phase handler.
  *
- * One handler per request runs the steps below in order, keeping its place
+ * One handler per request runs the steps in stage order, keeping its place
  * in the request ctx so that a step that waits (a Redis reply, the request
  * body) can return NGX_AGAIN/NGX_DONE and be resumed by the phase engine:
  *
- *   LOCKOUT -> AUTH -> AUTHZ -> RATELIMIT -> BODY -> JSON -> allow
+ *   authenticate -> lockout -> authorize -> limits -> body -> json -> allow
+ *
+ * Authentication is the core's step: it tries the registered methods (API
+ * keys, JWT, mTLS: each its own module) and accepts the first that succeeds.
  *
  * Cheap, body-free checks come first, so an unauthenticated client never
  * makes the gateway read or parse its body.  A denial is returned as an
@@ -19,39 +23,24 @@
 
 static ngx_int_t ngx_http_ml_guard_handler(ngx_http_request_t *r);
 static ngx_int_t ngx_http_ml_guard_authenticate(ngx_http_request_t *r,
-    ngx_http_ml_guard_loc_conf_t *lcf, ngx_http_ml_guard_ctx_t *ctx);
-static ngx_int_t ngx_http_ml_guard_api_key_authenticate(ngx_http_request_t *r,
-    ngx_http_ml_guard_loc_conf_t *lcf, ngx_http_ml_guard_ctx_t *ctx,
-    ngx_http_ml_guard_reason_e *reason);
+    ngx_http_ml_guard_ctx_t *ctx);
 static ngx_int_t ngx_http_ml_guard_authorize(ngx_http_request_t *r,
-    ngx_http_ml_guard_loc_conf_t *lcf, ngx_http_ml_guard_ctx_t *ctx);
+    ngx_http_ml_guard_ctx_t *ctx);
 
 static ngx_int_t ngx_http_ml_guard_add_variables(ngx_conf_t *cf);
 static ngx_int_t ngx_http_ml_guard_variable(ngx_http_request_t *r,
     ngx_http_variable_value_t *v, uintptr_t data);
 
 static void *ngx_http_ml_guard_create_main_conf(ngx_conf_t *cf);
-static char *ngx_http_ml_guard_init_main_conf(ngx_conf_t *cf, void *conf);
 static void *ngx_http_ml_guard_create_loc_conf(ngx_conf_t *cf);
 static char *ngx_http_ml_guard_merge_loc_conf(ngx_conf_t *cf, void *parent,
     void *child);
 static ngx_int_t ngx_http_ml_guard_init(ngx_conf_t *cf);
-static ngx_int_t ngx_http_ml_guard_init_process(ngx_cycle_t *cycle);
-static void ngx_http_ml_guard_exit_process(ngx_cycle_t *cycle);
 
 static char *ngx_http_ml_guard_auth(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
-static char *ngx_http_ml_guard_api_keys(ngx_conf_t *cf, ngx_command_t *cmd,
-    void *conf);
-static char *ngx_http_ml_guard_api_key_header(ngx_conf_t *cf,
-    ngx_command_t *cmd, void *conf);
 static char *ngx_http_ml_guard_roles(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
-static char *ngx_http_ml_guard_mtls_roles(ngx_conf_t *cf, ngx_command_t *cmd,
-    void *conf);
-static ngx_int_t ngx_http_ml_guard_mtls_authenticate(ngx_http_request_t *r,
-    ngx_http_ml_guard_loc_conf_t *lcf, ngx_http_ml_guard_ctx_t *ctx,
-    ngx_http_ml_guard_reason_e *reason);
 
 
 static ngx_command_t  ngx_http_ml_guard_commands[] = {
@@ -70,143 +59,9 @@ static ngx_command_t  ngx_http_ml_guard_commands[] = {
       0,
       NULL },
 
-    { ngx_string("ml_guard_api_keys"),
-      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
-      ngx_http_ml_guard_api_keys,
-      NGX_HTTP_LOC_CONF_OFFSET,
-      0,
-      NULL },
-
-    { ngx_string("ml_guard_api_key_header"),
-      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
-      ngx_http_ml_guard_api_key_header,
-      NGX_HTTP_LOC_CONF_OFFSET,
-      0,
-      NULL },
-
-    { ngx_string("ml_guard_mtls_roles"),
-      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
-      ngx_http_ml_guard_mtls_roles,
-      NGX_HTTP_LOC_CONF_OFFSET,
-      0,
-      NULL },
-
     { ngx_string("ml_guard_roles"),
       NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_1MORE,
       ngx_http_ml_guard_roles,
-      NGX_HTTP_LOC_CONF_OFFSET,
-      0,
-      NULL },
-
-    { ngx_string("ml_guard_max_body"),
-      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
-      ngx_conf_set_off_slot,
-      NGX_HTTP_LOC_CONF_OFFSET,
-      offsetof(ngx_http_ml_guard_loc_conf_t, max_body),
-      NULL },
-
-    /* JWT: ngx_http_ml_guard_jwt.c */
-
-    { ngx_string("ml_guard_jwt_key"),
-      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE12,
-      ngx_http_ml_guard_jwt_key,
-      NGX_HTTP_LOC_CONF_OFFSET,
-      0,
-      NULL },
-
-    { ngx_string("ml_guard_jwt_issuer"),
-      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
-      ngx_http_ml_guard_jwt_issuer,
-      NGX_HTTP_LOC_CONF_OFFSET,
-      0,
-      NULL },
-
-    { ngx_string("ml_guard_jwt_audience"),
-      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
-      ngx_http_ml_guard_jwt_audience,
-      NGX_HTTP_LOC_CONF_OFFSET,
-      0,
-      NULL },
-
-    { ngx_string("ml_guard_jwt_leeway"),
-      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
-      ngx_http_ml_guard_jwt_leeway,
-      NGX_HTTP_LOC_CONF_OFFSET,
-      0,
-      NULL },
-
-    { ngx_string("ml_guard_jwt_roles_claim"),
-      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
-      ngx_http_ml_guard_jwt_roles_claim,
-      NGX_HTTP_LOC_CONF_OFFSET,
-      0,
-      NULL },
-
-    { ngx_string("ml_guard_jwt_cache"),
-      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_FLAG,
-      ngx_http_ml_guard_jwt_cache_flag,
-      NGX_HTTP_LOC_CONF_OFFSET,
-      0,
-      NULL },
-
-    { ngx_string("ml_guard_jwt_require_exp"),
-      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_FLAG,
-      ngx_http_ml_guard_jwt_require_exp,
-      NGX_HTTP_LOC_CONF_OFFSET,
-      0,
-      NULL },
-
-    /* JSON and schema: ngx_http_ml_guard_schema.c */
-
-    { ngx_string("ml_guard_schema"),
-      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
-      ngx_http_ml_guard_schema,
-      NGX_HTTP_LOC_CONF_OFFSET,
-      0,
-      NULL },
-
-    { ngx_string("ml_guard_max_json_depth"),
-      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
-      ngx_http_ml_guard_max_json_depth,
-      NGX_HTTP_LOC_CONF_OFFSET,
-      0,
-      NULL },
-
-    /* rate limits and lockout: ngx_http_ml_guard_ratelimit.c */
-
-    { ngx_string("ml_guard_redis"),
-      NGX_HTTP_MAIN_CONF|NGX_CONF_1MORE,
-      ngx_http_ml_guard_redis,
-      NGX_HTTP_MAIN_CONF_OFFSET,
-      0,
-      NULL },
-
-    { ngx_string("ml_guard_rate_limit"),
-      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_1MORE,
-      ngx_http_ml_guard_rate_limit,
-      NGX_HTTP_LOC_CONF_OFFSET,
-      0,
-      NULL },
-
-    { ngx_string("ml_guard_auth_failures"),
-      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE2,
-      ngx_http_ml_guard_auth_failures,
-      NGX_HTTP_LOC_CONF_OFFSET,
-      0,
-      NULL },
-
-    { ngx_string("ml_guard_limits_zone"),
-      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
-      ngx_http_ml_guard_limits_zone,
-      NGX_HTTP_MAIN_CONF_OFFSET,
-      0,
-      NULL },
-
-    /* operations: ngx_http_ml_guard_metrics.c */
-
-    { ngx_string("ml_guard_metrics"),
-      NGX_HTTP_LOC_CONF|NGX_CONF_NOARGS,
-      ngx_http_ml_guard_metrics,
       NGX_HTTP_LOC_CONF_OFFSET,
       0,
       NULL },
@@ -220,7 +75,7 @@ static ngx_http_module_t  ngx_http_ml_guard_module_ctx = {
     ngx_http_ml_guard_init,                /* postconfiguration */
 
     ngx_http_ml_guard_create_main_conf,    /* create main configuration */
-    ngx_http_ml_guard_init_main_conf,      /* init main configuration */
+    NULL,                                  /* init main configuration */
 
     NULL,                                  /* create server configuration */
     NULL,                                  /* merge server configuration */
@@ -237,10 +92,10 @@ ngx_module_t  ngx_http_ml_guard_module = {
     NGX_HTTP_MODULE,                       /* module type */
     NULL,                                  /* init master */
     NULL,                                  /* init module */
-    ngx_http_ml_guard_init_process,        /* init process */
+    NULL,                                  /* init process */
     NULL,                                  /* init thread */
     NULL,                                  /* exit thread */
-    ngx_http_ml_guard_exit_process,        /* exit process */
+    NULL,                                  /* exit process */
     NULL,                                  /* exit master */
     NGX_MODULE_V1_PADDING
 };
@@ -281,15 +136,6 @@ static ngx_http_variable_t  ngx_http_ml_guard_vars[] = {
 };
 
 
-static ngx_conf_enum_t  ngx_http_ml_guard_auth_methods[] = {
-    { ngx_string("api_key"), NGX_HTTP_ML_GUARD_AUTH_API_KEY },
-    { ngx_string("jwt"), NGX_HTTP_ML_GUARD_AUTH_JWT },
-    { ngx_string("mtls"), NGX_HTTP_ML_GUARD_AUTH_MTLS },
-    { ngx_string("none"), NGX_HTTP_ML_GUARD_AUTH_NONE },
-    { ngx_null_string, 0 }
-};
-
-
 /* configuration */
 
 static void *
@@ -302,20 +148,17 @@ ngx_http_ml_guard_create_main_conf(ngx_conf_t *cf)
         return NULL;
     }
 
-    /* set by ngx_pcalloc(): mcf->redis = NULL; */
-
-    return mcf;
-}
-
-
-static char *
-ngx_http_ml_guard_init_main_conf(ngx_conf_t *cf, void *conf)
-{
-    if (ngx_http_ml_guard_ratelimit_init_main(cf, conf) != NGX_OK) {
-        return NGX_CONF_ERROR;
+    if (ngx_array_init(&mcf->steps, cf->pool, 8,
+                       sizeof(ngx_http_ml_guard_step_t)) != NGX_OK
+        || ngx_array_init(&mcf->methods, cf->pool, 4,
+                          sizeof(ngx_http_ml_guard_auth_method_t *)) != NGX_OK
+        || ngx_array_init(&mcf->auth_failed, cf->pool, 2,
+                          sizeof(ngx_http_ml_guard_auth_failed_pt)) != NGX_OK)
+    {
+        return NULL;
     }
 
-    return NGX_CONF_OK;
+    return mcf;
 }
 
 
@@ -332,23 +175,12 @@ ngx_http_ml_guard_create_loc_conf(ngx_conf_t *cf)
     /*
      * set by ngx_pcalloc():
      *
-     *     conf->auth_effective = 0;
-     *     conf->api_keys = NULL;
-     *     conf->api_keys_file = { 0, NULL };
-     *     conf->api_key_header = { 0, NULL };
+     *     conf->auth_configured = 0;
      */
 
     conf->enable = NGX_CONF_UNSET;
     conf->auth = NGX_CONF_UNSET_UINT;
     conf->roles = NGX_CONF_UNSET_PTR;
-    conf->max_body = NGX_CONF_UNSET;
-
-    if (ngx_http_ml_guard_jwt_create_conf(cf, conf) != NGX_OK
-        || ngx_http_ml_guard_schema_create_conf(cf, conf) != NGX_OK
-        || ngx_http_ml_guard_ratelimit_create_conf(cf, conf) != NGX_OK)
-    {
-        return NULL;
-    }
 
     return conf;
 }
@@ -363,45 +195,8 @@ ngx_http_ml_guard_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
     ngx_conf_merge_value(conf->enable, prev->enable, 0);
     ngx_conf_merge_uint_value(conf->auth, prev->auth, 0);
     ngx_conf_merge_ptr_value(conf->roles, prev->roles, NULL);
-    ngx_conf_merge_off_value(conf->max_body, prev->max_body, 1024 * 1024);
-    ngx_conf_merge_str_value(conf->api_key_header, prev->api_key_header,
-                             "X-API-Key");
 
-    if (conf->api_keys == NULL) {
-        conf->api_keys = prev->api_keys;
-        conf->api_keys_file = prev->api_keys_file;
-    }
-
-    if (conf->mtls_roles == NULL) {
-        conf->mtls_roles = prev->mtls_roles;
-    }
-
-    if (ngx_http_ml_guard_jwt_merge_conf(cf, prev, conf) != NGX_CONF_OK
-        || ngx_http_ml_guard_schema_merge_conf(cf, prev, conf) != NGX_CONF_OK
-        || ngx_http_ml_guard_ratelimit_merge_conf(cf, prev, conf)
-           != NGX_CONF_OK)
-    {
-        return NGX_CONF_ERROR;
-    }
-
-    /* without ml_guard_auth, every configured method is accepted */
-
-    if (conf->auth == 0) {
-        if (conf->api_keys) {
-            conf->auth_effective |= NGX_HTTP_ML_GUARD_AUTH_API_KEY;
-        }
-
-        if (ngx_http_ml_guard_jwt_configured(conf)) {
-            conf->auth_effective |= NGX_HTTP_ML_GUARD_AUTH_JWT;
-        }
-
-        if (conf->mtls_roles) {
-            conf->auth_effective |= NGX_HTTP_ML_GUARD_AUTH_MTLS;
-        }
-
-    } else {
-        conf->auth_effective = conf->auth;
-    }
+    /* conf->auth_configured: set by the methods' own merges */
 
     return NGX_CONF_OK;
 }
@@ -412,42 +207,66 @@ ngx_http_ml_guard_auth(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 {
     ngx_http_ml_guard_loc_conf_t *lcf = conf;
 
-    ngx_str_t        *value;
-    ngx_uint_t        i, bits;
-    ngx_conf_enum_t  *e;
+    u_char                            *p, names[256];
+    ngx_str_t                         *value;
+    ngx_uint_t                         i, j, bit, bits;
+    ngx_http_ml_guard_main_conf_t     *mcf;
+    ngx_http_ml_guard_auth_method_t  **m;
 
     if (lcf->auth != NGX_CONF_UNSET_UINT) {
         return "is duplicate";
     }
 
+    mcf = ngx_http_conf_get_module_main_conf(cf, ngx_http_ml_guard_module);
+    m = mcf->methods.elts;
+
     value = cf->args->elts;
     bits = 0;
 
     for (i = 1; i < cf->args->nelts; i++) {
-        for (e = ngx_http_ml_guard_auth_methods; e->name.len; e++) {
-            if (e->name.len == value[i].len
-                && ngx_strcasecmp(e->name.data, value[i].data) == 0)
+        bit = 0;
+
+        if (value[i].len == sizeof("none") - 1
+            && ngx_strcasecmp((u_char *) "none", value[i].data) == 0)
+        {
+            bit = NGX_HTTP_ML_GUARD_AUTH_NONE;
+        }
+
+        for (j = 0; bit == 0 && j < mcf->methods.nelts; j++) {
+            if (m[j]->name.len == value[i].len
+                && ngx_strcasecmp(m[j]->name.data, value[i].data) == 0)
             {
-                break;
+                bit = m[j]->bit;
             }
         }
 
-        if (e->name.len == 0) {
+        if (bit == 0) {
+            p = names;
+
+            for (j = 0; j < mcf->methods.nelts; j++) {
+                p = ngx_slprintf(p, names + sizeof(names), "%V, ",
+                                 &m[j]->name);
+            }
+
+            if (p > names) {
+                p -= 2;         /* the last ", " */
+            }
+
             ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
                                "invalid authentication method \"%V\", "
-                               "expected api_key, jwt, mtls or none",
-                               &value[i]);
+                               "expected %*s or none",
+                               &value[i], (size_t) (p - names), names);
             return NGX_CONF_ERROR;
         }
 
-        if (bits & e->value) {
+        if (bits & bit) {
             ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
                                "authentication method \"%V\" is listed twice",
                                &value[i]);
             return NGX_CONF_ERROR;
         }
 
-        bits |= e->value;
+        bits |= bit;
     }
 
     if ((bits & NGX_HTTP_ML_GUARD_AUTH_NONE) && bits != NGX_HTTP_ML_GUARD_AUTH_NONE) {
@@ -462,11 +281,7 @@ ngx_http_ml_guard_auth(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 }
 
 
-/*
- * Loads a file named by a directive through a plain-C loader at
- * configuration time; the result lives as long as the configuration cycle.
- */
-static void *
+void *
 ngx_http_ml_guard_load_file(ngx_conf_t *cf, ngx_str_t *file,
     void *(*load)(const char *path, char *err, size_t errlen),
     void (*release)(void *data))
@@ -508,139 +323,6 @@ ngx_http_ml_guard_conf_keep(ngx_conf_t *cf, void *obj,
     cln->data = obj;
 
     return NGX_OK;
-}
-
-
-static void *
-ngx_http_ml_guard_api_keys_load(const char *path, char *err, size_t errlen)
-{
-    return mlg_apikeys_load(path, err, errlen);
-}
-
-
-static void
-ngx_http_ml_guard_api_keys_release(void *data)
-{
-    mlg_apikeys_free(data);
-}
-
-
-static void *
-ngx_http_ml_guard_rolemap_load(const char *path, char *err, size_t errlen)
-{
-    return mlg_rolemap_load(path, err, errlen);
-}
-
-
-static void
-ngx_http_ml_guard_rolemap_release(void *data)
-{
-    mlg_rolemap_free(data);
-}
-
-
-static char *
-ngx_http_ml_guard_api_keys(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
-{
-    ngx_http_ml_guard_loc_conf_t *lcf = conf;
-
-    ngx_str_t  *value, file;
-
-    if (lcf->api_keys != NULL) {
-        return "is duplicate";
-    }
-
-    value = cf->args->elts;
-    file = value[1];
-
-    lcf->api_keys = ngx_http_ml_guard_load_file(cf, &file,
-                                                ngx_http_ml_guard_api_keys_load,
-                                                ngx_http_ml_guard_api_keys_release);
-    if (lcf->api_keys == NULL) {
-        return NGX_CONF_ERROR;
-    }
-
-    if (mlg_apikeys_count(lcf->api_keys) == 0) {
-        ngx_conf_log_error(NGX_LOG_WARN, cf, 0,
-                           "key file \"%V\" holds no keys: every API key "
-                           "will be refused", &file);
-    }
-
-    lcf->api_keys_file = file;
-
-    return NGX_CONF_OK;
-}
-
-
-static char *
-ngx_http_ml_guard_mtls_roles(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
-{
-    ngx_http_ml_guard_loc_conf_t *lcf = conf;
-
-#if (NGX_HTTP_SSL)
-    ngx_str_t  *value, file;
-
-    if (lcf->mtls_roles != NULL) {
-        return "is duplicate";
-    }
-
-    value = cf->args->elts;
-    file = value[1];
-
-    lcf->mtls_roles = ngx_http_ml_guard_load_file(cf, &file,
-                                                  ngx_http_ml_guard_rolemap_load,
-                                                  ngx_http_ml_guard_rolemap_release);
-
-    return lcf->mtls_roles ? NGX_CONF_OK : NGX_CONF_ERROR;
-#else
-    (void) lcf;
-    return "needs nginx built with SSL";
-#endif
-}
-
-
-static char *
-ngx_http_ml_guard_api_key_header(ngx_conf_t *cf, ngx_command_t *cmd,
-    void *conf)
-{
-    ngx_http_ml_guard_loc_conf_t *lcf = conf;
-
-    u_char      c;
-    ngx_str_t  *value;
-    ngx_uint_t  i;
-
-    if (lcf->api_key_header.data != NULL) {
-        return "is duplicate";
-    }
-
-    value = cf->args->elts;
-
-    if (value[1].len == 0) {
-        return "takes a header name, not an empty string";
-    }
-
-    for (i = 0; i < value[1].len; i++) {
-        c = value[1].data[i];
-
-        if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z')
-              || (c >= '0' && c <= '9') || c == '-' || c == '_'))
-        {
-            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                               "invalid header name \"%V\"", &value[1]);
-            return NGX_CONF_ERROR;
-        }
-    }
-
-    if (value[1].len == sizeof("authorization") - 1
-        && ngx_strncasecmp(value[1].data, (u_char *) "authorization",
-                           value[1].len) == 0)
-    {
-        return "cannot be \"Authorization\": it carries bearer tokens";
-    }
-
-    lcf->api_key_header = value[1];
-
-    return NGX_CONF_OK;
 }
 
 
@@ -704,9 +386,16 @@ ngx_http_ml_guard_init(ngx_conf_t *cf)
 
     *h = ngx_http_ml_guard_handler;
 
-    if (ngx_http_ml_guard_body_filter_init(cf) != NGX_OK
-        || ngx_http_ml_guard_problem_filter_init(cf) != NGX_OK
-        || ngx_http_ml_guard_metrics_init_zone(cf) != NGX_OK)
+    if (ngx_http_ml_guard_problem_filter_init(cf) != NGX_OK) {
+        return NGX_ERROR;
+    }
+
+    /* the core's own steps */
+
+    if (ngx_http_ml_guard_add_step(cf, NGX_HTTP_ML_GUARD_AUTHENTICATE,
+                                   ngx_http_ml_guard_authenticate) != NGX_OK
+        || ngx_http_ml_guard_add_step(cf, NGX_HTTP_ML_GUARD_AUTHORIZE,
+                                      ngx_http_ml_guard_authorize) != NGX_OK)
     {
         return NGX_ERROR;
     }
@@ -715,17 +404,107 @@ ngx_http_ml_guard_init(ngx_conf_t *cf)
 }
 
 
-static ngx_int_t
-ngx_http_ml_guard_init_process(ngx_cycle_t *cycle)
+/* the step table */
+
+ngx_int_t
+ngx_http_ml_guard_add_step(ngx_conf_t *cf, ngx_http_ml_guard_stage_e stage,
+    ngx_http_ml_guard_step_pt handler)
 {
-    return ngx_http_ml_guard_ratelimit_init_process(cycle);
+    ngx_uint_t                      i;
+    ngx_http_ml_guard_step_t       *step;
+    ngx_http_ml_guard_main_conf_t  *mcf;
+
+    mcf = ngx_http_conf_get_module_main_conf(cf, ngx_http_ml_guard_module);
+
+    if (ngx_array_push(&mcf->steps) == NULL) {
+        return NGX_ERROR;
+    }
+
+    /* after every step of this stage and the earlier ones */
+
+    step = mcf->steps.elts;
+
+    for (i = mcf->steps.nelts - 1; i > 0 && step[i - 1].stage > stage; i--) {
+        step[i] = step[i - 1];
+    }
+
+    step[i].stage = stage;
+    step[i].handler = handler;
+
+    return NGX_OK;
 }
 
 
-static void
-ngx_http_ml_guard_exit_process(ngx_cycle_t *cycle)
+ngx_int_t
+ngx_http_ml_guard_add_auth_method(ngx_conf_t *cf,
+    ngx_http_ml_guard_auth_method_t *method)
 {
-    ngx_http_ml_guard_ratelimit_exit_process(cycle);
+    ngx_http_ml_guard_main_conf_t     *mcf;
+    ngx_http_ml_guard_auth_method_t  **m;
+
+    mcf = ngx_http_conf_get_module_main_conf(cf, ngx_http_ml_guard_module);
+
+    if (mcf->methods.nelts >= NGX_HTTP_ML_GUARD_AUTH_METHODS) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "too many ml_guard authentication methods");
+        return NGX_ERROR;
+    }
+
+    m = ngx_array_push(&mcf->methods);
+    if (m == NULL) {
+        return NGX_ERROR;
+    }
+
+    method->bit = (ngx_uint_t) 1 << (mcf->methods.nelts - 1);
+    *m = method;
+
+    return NGX_OK;
+}
+
+
+void
+ngx_http_ml_guard_auth_configured(ngx_conf_t *cf,
+    ngx_http_ml_guard_auth_method_t *method)
+{
+    ngx_http_ml_guard_loc_conf_t  *lcf;
+
+    /* during merge, cf->ctx is the location being merged */
+    lcf = ngx_http_conf_get_module_loc_conf(cf, ngx_http_ml_guard_module);
+
+    lcf->auth_configured |= method->bit;
+}
+
+
+ngx_int_t
+ngx_http_ml_guard_on_auth_failure(ngx_conf_t *cf,
+    ngx_http_ml_guard_auth_failed_pt handler)
+{
+    ngx_http_ml_guard_main_conf_t     *mcf;
+    ngx_http_ml_guard_auth_failed_pt  *h;
+
+    mcf = ngx_http_conf_get_module_main_conf(cf, ngx_http_ml_guard_module);
+
+    h = ngx_array_push(&mcf->auth_failed);
+    if (h == NULL) {
+        return NGX_ERROR;
+    }
+
+    *h = handler;
+
+    return NGX_OK;
+}
+
+
+ngx_uint_t
+ngx_http_ml_guard_auth_methods(ngx_http_request_t *r)
+{
+    ngx_http_ml_guard_loc_conf_t  *lcf;
+
+    lcf = ngx_http_get_module_loc_conf(r, ngx_http_ml_guard_module);
+
+    /* without ml_guard_auth, every configured method is accepted */
+
+    return lcf->auth ? lcf->auth : lcf->auth_configured;
 }
 
 
@@ -749,9 +528,11 @@ ngx_http_ml_guard_wake(ngx_http_request_t *r)
 static ngx_int_t
 ngx_http_ml_guard_handler(ngx_http_request_t *r)
 {
-    ngx_int_t                      rc;
-    ngx_http_ml_guard_ctx_t       *ctx;
-    ngx_http_ml_guard_loc_conf_t  *lcf;
+    ngx_int_t                       rc;
+    ngx_http_ml_guard_ctx_t        *ctx;
+    ngx_http_ml_guard_step_t       *step;
+    ngx_http_ml_guard_loc_conf_t   *lcf;
+    ngx_http_ml_guard_main_conf_t  *mcf;
 
     if (r != r->main) {
         return NGX_DECLINED;
@@ -771,7 +552,6 @@ ngx_http_ml_guard_handler(ngx_http_request_t *r)
             return NGX_HTTP_INTERNAL_SERVER_ERROR;
         }
 
-        ctx->step = MLG_STEP_AUTH;
         ctx->ratelimit_remaining = -1;
         ctx->start_us = ngx_http_ml_guard_now_us();
 
@@ -782,40 +562,18 @@ ngx_http_ml_guard_handler(ngx_http_request_t *r)
         return ctx->decision == 1 ? NGX_DECLINED : (ngx_int_t) ctx->status;
     }
 
+    mcf = ngx_http_get_module_main_conf(r, ngx_http_ml_guard_module);
+    step = mcf->steps.elts;
+
     for ( ;; ) {
 
-        switch (ctx->step) {
-
-        case MLG_STEP_AUTH:
-            rc = ngx_http_ml_guard_authenticate(r, lcf, ctx);
-            break;
-
-        case MLG_STEP_LOCKOUT:
-            rc = ngx_http_ml_guard_lockout_step(r, lcf, ctx);
-            break;
-
-        case MLG_STEP_AUTHZ:
-            rc = ngx_http_ml_guard_authorize(r, lcf, ctx);
-            break;
-
-        case MLG_STEP_RATELIMIT:
-            rc = ngx_http_ml_guard_ratelimit_step(r, lcf, ctx);
-            break;
-
-        case MLG_STEP_BODY:
-        case MLG_STEP_BODY_WAIT:
-            rc = ngx_http_ml_guard_body_step(r, lcf, ctx);
-            break;
-
-        case MLG_STEP_JSON:
-            rc = ngx_http_ml_guard_json_step(r, lcf, ctx);
-            break;
-
-        default: /* MLG_STEP_DONE */
+        if (ctx->step >= mcf->steps.nelts) {
             ctx->decision = 1;
             ngx_http_ml_guard_metrics_decision(ctx);
             return NGX_DECLINED;
         }
+
+        rc = step[ctx->step].handler(r, ctx);
 
         if (rc != NGX_OK) {
             if (rc == NGX_ERROR) {
@@ -833,13 +591,16 @@ ngx_http_ml_guard_handler(ngx_http_request_t *r)
 
 static ngx_int_t
 ngx_http_ml_guard_authenticate(ngx_http_request_t *r,
-    ngx_http_ml_guard_loc_conf_t *lcf, ngx_http_ml_guard_ctx_t *ctx)
+    ngx_http_ml_guard_ctx_t *ctx)
 {
-    ngx_int_t                   rc;
-    ngx_uint_t                  methods;
-    ngx_http_ml_guard_reason_e  reason, failure;
+    ngx_int_t                          rc;
+    ngx_uint_t                         i, methods;
+    ngx_http_ml_guard_reason_e         reason, failure;
+    ngx_http_ml_guard_main_conf_t     *mcf;
+    ngx_http_ml_guard_auth_method_t  **m;
+    ngx_http_ml_guard_auth_failed_pt  *failed;
 
-    methods = lcf->auth_effective;
+    methods = ngx_http_ml_guard_auth_methods(r);
 
     if (methods & NGX_HTTP_ML_GUARD_AUTH_NONE) {
         return NGX_OK;
@@ -853,8 +614,10 @@ ngx_http_ml_guard_authenticate(ngx_http_request_t *r,
         return NGX_ERROR;
     }
 
+    mcf = ngx_http_get_module_main_conf(r, ngx_http_ml_guard_module);
+
     if (ctx->auth_failure != MLG_REASON_NONE) {
-        /* refused before, the lockout was counting it */
+        /* refused before: the failure handlers were waiting */
         failure = ctx->auth_failure;
         goto failed;
     }
@@ -863,32 +626,15 @@ ngx_http_ml_guard_authenticate(ngx_http_request_t *r,
 
     failure = MLG_REASON_NONE;
 
-    if (methods & NGX_HTTP_ML_GUARD_AUTH_API_KEY) {
-        rc = ngx_http_ml_guard_api_key_authenticate(r, lcf, ctx, &reason);
+    m = mcf->methods.elts;
 
-        if (rc == NGX_OK) {
-            return NGX_OK;
+    for (i = 0; i < mcf->methods.nelts; i++) {
+
+        if (!(methods & m[i]->bit)) {
+            continue;
         }
 
-        if (rc == NGX_ERROR) {
-            failure = reason;
-        }
-    }
-
-    if (methods & NGX_HTTP_ML_GUARD_AUTH_JWT) {
-        rc = ngx_http_ml_guard_jwt_authenticate(r, lcf, ctx, &reason);
-
-        if (rc == NGX_OK) {
-            return NGX_OK;
-        }
-
-        if (rc == NGX_ERROR && failure == MLG_REASON_NONE) {
-            failure = reason;
-        }
-    }
-
-    if (methods & NGX_HTTP_ML_GUARD_AUTH_MTLS) {
-        rc = ngx_http_ml_guard_mtls_authenticate(r, lcf, ctx, &reason);
+        rc = m[i]->authenticate(r, ctx, &reason);
 
         if (rc == NGX_OK) {
             return NGX_OK;
@@ -900,28 +646,32 @@ ngx_http_ml_guard_authenticate(ngx_http_request_t *r,
     }
 
     if (failure == MLG_REASON_NONE) {
-        /* a locked-out address gets 429 with or without credentials */
-        rc = ngx_http_ml_guard_lockout_step(r, lcf, ctx);
-        if (rc != NGX_OK) {
-            return rc;
-        }
+        failure = MLG_REASON_MISSING_CREDENTIALS;
 
-        return ngx_http_ml_guard_deny(r, ctx, MLG_REASON_MISSING_CREDENTIALS,
-                                      "no credentials were presented");
+    } else {
+        ngx_http_ml_guard_metric_add(MLG_METRIC_AUTH_FAILURES, 1);
     }
 
-    ngx_http_ml_guard_metric_add(MLG_METRIC_AUTH_FAILURES, 1);
     ctx->auth_failure = failure;
 
 failed:
 
-    /* counted before the client learns the outcome: NGX_AGAIN, or 429 */
-    rc = ngx_http_ml_guard_auth_failed(r, lcf, ctx);
-    if (rc != NGX_OK) {
-        return rc;
+    /* e.g. the lockout: counts a refusal before it is told */
+
+    failed = mcf->auth_failed.elts;
+
+    for (i = 0; i < mcf->auth_failed.nelts; i++) {
+        rc = failed[i](r, ctx);
+        if (rc != NGX_OK) {
+            return rc;
+        }
     }
 
     switch (failure) {
+
+    case MLG_REASON_MISSING_CREDENTIALS:
+        return ngx_http_ml_guard_deny(r, ctx, failure,
+                                      "no credentials were presented");
 
     case MLG_REASON_INVALID_API_KEY:
         return ngx_http_ml_guard_deny(r, ctx, failure,
@@ -950,157 +700,6 @@ failed:
         return ngx_http_ml_guard_deny(r, ctx, failure,
                                       "the bearer token is not valid");
     }
-}
-
-
-/*
- * NGX_OK: a known key; NGX_DECLINED: no key presented; NGX_ERROR: a key was
- * presented and refused.  Two copies of the header are refused: which one
- * counts would otherwise depend on the proxy in front.
- */
-static ngx_int_t
-ngx_http_ml_guard_api_key_authenticate(ngx_http_request_t *r,
-    ngx_http_ml_guard_loc_conf_t *lcf, ngx_http_ml_guard_ctx_t *ctx,
-    ngx_http_ml_guard_reason_e *reason)
-{
-    ngx_uint_t           i;
-    ngx_list_part_t     *part;
-    ngx_table_elt_t     *h, *found;
-    const mlg_apikey_t  *key;
-
-    found = NULL;
-    part = &r->headers_in.headers.part;
-    h = part->elts;
-
-    for (i = 0; /* void */ ; i++) {
-
-        if (i >= part->nelts) {
-            if (part->next == NULL) {
-                break;
-            }
-
-            part = part->next;
-            h = part->elts;
-            i = 0;
-        }
-
-        if (h[i].key.len != lcf->api_key_header.len
-            || ngx_strncasecmp(h[i].key.data, lcf->api_key_header.data,
-                               h[i].key.len) != 0)
-        {
-            continue;
-        }
-
-        if (found) {
-            *reason = MLG_REASON_INVALID_API_KEY;
-            return NGX_ERROR;
-        }
-
-        found = &h[i];
-    }
-
-    if (found == NULL) {
-        return NGX_DECLINED;
-    }
-
-    *reason = MLG_REASON_INVALID_API_KEY;
-
-    if (found->value.len == 0 || lcf->api_keys == NULL) {
-        return NGX_ERROR;
-    }
-
-    key = mlg_apikeys_lookup(lcf->api_keys, found->value.data,
-                             found->value.len);
-    if (key == NULL) {
-        return NGX_ERROR;
-    }
-
-    if (ngx_http_ml_guard_set_principal(r, ctx, "api_key",
-                                        (u_char *) key->id, ngx_strlen(key->id),
-                                        key->roles_joined,
-                                        ngx_strlen(key->roles_joined))
-        != NGX_OK)
-    {
-        return NGX_ERROR;
-    }
-
-    return NGX_OK;
-}
-
-
-/*
- * mTLS: nginx verified the chain (ssl_verify_client optional|on, with
- * ssl_client_certificate and ssl_crl); the principal is the subject CN.
- * NGX_DECLINED when no certificate was sent.
- */
-static ngx_int_t
-ngx_http_ml_guard_mtls_authenticate(ngx_http_request_t *r,
-    ngx_http_ml_guard_loc_conf_t *lcf, ngx_http_ml_guard_ctx_t *ctx,
-    ngx_http_ml_guard_reason_e *reason)
-{
-#if (NGX_HTTP_SSL)
-    int                         idx, len;
-    X509                       *cert;
-    ngx_int_t                   rc;
-    X509_NAME                  *subject;
-    unsigned char              *cn;
-    X509_NAME_ENTRY            *entry;
-    const mlg_rolemap_entry_t  *e;
-
-    if (r->connection->ssl == NULL) {
-        return NGX_DECLINED;
-    }
-
-    cert = SSL_get_peer_certificate(r->connection->ssl->connection);
-    if (cert == NULL) {
-        return NGX_DECLINED;
-    }
-
-    *reason = MLG_REASON_INVALID_CLIENT_CERT;
-    rc = NGX_ERROR;
-    cn = NULL;
-
-    if (SSL_get_verify_result(r->connection->ssl->connection) != X509_V_OK) {
-        goto done;
-    }
-
-    subject = X509_get_subject_name(cert);
-    idx = subject ? X509_NAME_get_index_by_NID(subject, NID_commonName, -1) : -1;
-    if (idx < 0
-        || X509_NAME_get_index_by_NID(subject, NID_commonName, idx) >= 0)
-    {
-        /* no CN, or several: no single identity */
-        goto done;
-    }
-
-    entry = X509_NAME_get_entry(subject, idx);
-    len = ASN1_STRING_to_UTF8(&cn, X509_NAME_ENTRY_get_data(entry));
-    if (len <= 0 || ngx_strlchr(cn, cn + len, '\0') != NULL) {
-        goto done;
-    }
-
-    e = mlg_rolemap_lookup(lcf->mtls_roles, (char *) cn, (size_t) len);
-
-    if (ngx_http_ml_guard_set_principal(r, ctx, "mtls", cn, (size_t) len,
-                                        e ? e->roles_joined : "",
-                                        e ? ngx_strlen(e->roles_joined) : 0)
-        == NGX_OK)
-    {
-        rc = NGX_OK;
-    }
-
-done:
-
-    if (cn) {
-        OPENSSL_free(cn);
-    }
-
-    X509_free(cert);
-
-    return rc;
-#else
-    return NGX_DECLINED;
-#endif
 }
 
 
@@ -1160,10 +759,13 @@ ngx_http_ml_guard_set_principal(ngx_http_request_t *r,
 
 static ngx_int_t
 ngx_http_ml_guard_authorize(ngx_http_request_t *r,
-    ngx_http_ml_guard_loc_conf_t *lcf, ngx_http_ml_guard_ctx_t *ctx)
+    ngx_http_ml_guard_ctx_t *ctx)
 {
-    ngx_str_t   *need, *have;
-    ngx_uint_t   i, j;
+    ngx_str_t                     *need, *have;
+    ngx_uint_t                     i, j;
+    ngx_http_ml_guard_loc_conf_t  *lcf;
+
+    lcf = ngx_http_get_module_loc_conf(r, ngx_http_ml_guard_module);
 
     if (lcf->roles == NULL) {
         return NGX_OK;

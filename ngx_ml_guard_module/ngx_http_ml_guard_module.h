@@ -1,32 +1,27 @@
 /*
- * ngx_http_ml_guard_module: shared declarations of the nginx glue.
+ * ngx_http_ml_guard_module: the core's API for the policy modules.
  *
- * The module is one access-phase handler running a small state machine kept
- * in the request ctx (see ngx_http_ml_guard_module.c).  Each policy feature
- * lives in its own glue file and plugs into that machine through the hooks
- * declared below:
+ * The core (ngx_http_ml_guard_module.c) runs one access-phase handler per
+ * request over an ordered table of steps.  Each policy is its own nginx
+ * module (its own directives, conf, create/merge) and plugs into the core:
  *
- *   feature      glue file                       conf / ctx
- *   API keys     ngx_http_ml_guard_module.c      fields of the loc conf
- *   mTLS         ngx_http_ml_guard_module.c      lcf->mtls_roles
- *   body cap     ngx_http_ml_guard_body.c        fields of the loc conf
- *   JWT          ngx_http_ml_guard_jwt.c         lcf->jwt  (opaque here)
- *   JSON/schema  ngx_http_ml_guard_schema.c      lcf->schema
- *   rate limits  ngx_http_ml_guard_ratelimit.c   lcf->ratelimit, mcf->redis, ctx->ratelimit
- *                ngx_http_ml_guard_ratelimit_batch.c (checks -> script calls)
- *                ngx_http_ml_guard_redis.c       (a Redis client)
- *   problems     ngx_http_ml_guard_problem.c     ctx->problem_*
- *   metrics      ngx_http_ml_guard_metrics.c     a shared memory zone
+ *   - a step, registered at postconfiguration with ngx_http_ml_guard_add_step()
+ *     under one of the stages below; the handler runs the steps of the
+ *     stages in order, and within a stage in registration order;
+ *   - an authentication method, registered at preconfiguration with
+ *     ngx_http_ml_guard_add_auth_method(), tried by the core's authenticate
+ *     step and named by ml_guard_auth; its merge reports with
+ *     ngx_http_ml_guard_auth_configured() that it is configured there;
+ *   - a handler for refused or missing credentials
+ *     (ngx_http_ml_guard_on_auth_failure()), which may wait before the
+ *     refusal is answered.
  *
- * Every feature's directives are in the one command table of the main file;
- * their handlers ("set" functions) live in the feature's file and receive
- * the ngx_http_ml_guard_loc_conf_t (or main conf) as "conf".
- *
- * Hook return convention for a step:
+ * A step returns:
  *   NGX_OK          passed, go on with the next step
- *   NGX_AGAIN       waiting for an event (Redis reply): the feature calls
- *                   ngx_http_ml_guard_wake(r) when the result is in ctx;
- *                   the step function is then called again
+ *   NGX_AGAIN       waiting for an event (Redis reply, the body): the feature
+ *                   resumes the phase engine (ngx_http_ml_guard_wake() or
+ *                   ngx_http_core_run_phases()); the same step is then
+ *                   called again
  *   NGX_HTTP_xxx    denied: the value returned by ngx_http_ml_guard_deny()
  *   NGX_ERROR       internal error (500)
  */
@@ -38,14 +33,10 @@
 #include <ngx_core.h>
 #include <ngx_http.h>
 
-#include "mlg_apikeys.h"
-#include "mlg_rolemap.h"
 
-
-#define NGX_HTTP_ML_GUARD_AUTH_API_KEY  0x01
-#define NGX_HTTP_ML_GUARD_AUTH_JWT      0x02
-#define NGX_HTTP_ML_GUARD_AUTH_MTLS     0x04
+/* ml_guard_auth none; the registered methods get the bits below it */
 #define NGX_HTTP_ML_GUARD_AUTH_NONE     0x80
+#define NGX_HTTP_ML_GUARD_AUTH_METHODS  7
 
 
 /* Why a request was denied; the table in ngx_http_ml_guard_problem.c maps
@@ -74,53 +65,33 @@ typedef enum {
 } ngx_http_ml_guard_reason_e;
 
 
-/* Opaque per-feature structures, defined in the features' glue files. */
-typedef struct ngx_http_ml_guard_jwt_conf_s        ngx_http_ml_guard_jwt_conf_t;
-typedef struct ngx_http_ml_guard_schema_conf_s     ngx_http_ml_guard_schema_conf_t;
-typedef struct ngx_http_ml_guard_ratelimit_conf_s  ngx_http_ml_guard_ratelimit_conf_t;
-typedef struct ngx_http_ml_guard_redis_conf_s      ngx_http_ml_guard_redis_conf_t;
-typedef struct ngx_http_ml_guard_ratelimit_ctx_s   ngx_http_ml_guard_ratelimit_ctx_t;
-
-
 typedef struct {
-    ngx_http_ml_guard_redis_conf_t      *redis;       /* ml_guard_redis */
-    ngx_shm_zone_t                      *limits_zone; /* local limits */
+    ngx_array_t                          steps;       /* of ngx_http_ml_guard_step_t */
+    ngx_array_t                          methods;     /* of ngx_http_ml_guard_auth_method_t * */
+    ngx_array_t                          auth_failed; /* of ngx_http_ml_guard_auth_failed_pt */
 } ngx_http_ml_guard_main_conf_t;
 
 
 typedef struct {
     ngx_flag_t                           enable;          /* ml_guard */
     ngx_uint_t                           auth;            /* ml_guard_auth bits */
-    ngx_uint_t                           auth_effective;  /* after merge */
-
-    mlg_apikeys_t                       *api_keys;        /* ml_guard_api_keys */
-    ngx_str_t                            api_keys_file;
-    ngx_str_t                            api_key_header;  /* matched without case */
-
-    mlg_rolemap_t                       *mtls_roles;      /* ml_guard_mtls_roles */
+    ngx_uint_t                           auth_configured; /* methods set up here */
 
     ngx_array_t                         *roles;           /* of ngx_str_t */
-
-    off_t                                max_body;        /* ml_guard_max_body */
-
-    ngx_http_ml_guard_jwt_conf_t        *jwt;
-    ngx_http_ml_guard_schema_conf_t     *schema;
-    ngx_http_ml_guard_ratelimit_conf_t  *ratelimit;
 } ngx_http_ml_guard_loc_conf_t;
 
 
+/* The stages of the access phase, in the order they run. */
 typedef enum {
-    MLG_STEP_START = 0,
-    MLG_STEP_AUTH,
-    MLG_STEP_LOCKOUT,      /* after AUTH: a credential's outcome is told
-                            * only once the lockout has counted it */
-    MLG_STEP_AUTHZ,
-    MLG_STEP_RATELIMIT,
-    MLG_STEP_BODY,
-    MLG_STEP_BODY_WAIT,
-    MLG_STEP_JSON,
-    MLG_STEP_DONE
-} ngx_http_ml_guard_step_e;
+    NGX_HTTP_ML_GUARD_AUTHENTICATE = 0, /* the core's: tries the auth methods */
+    NGX_HTTP_ML_GUARD_LOCKOUT,          /* after it: an accepted credential
+                                         * is told only if not locked out */
+    NGX_HTTP_ML_GUARD_AUTHORIZE,
+    NGX_HTTP_ML_GUARD_LIMITS,
+    NGX_HTTP_ML_GUARD_BODY,
+    NGX_HTTP_ML_GUARD_JSON,
+    NGX_HTTP_ML_GUARD_STAGES
+} ngx_http_ml_guard_stage_e;
 
 
 /* Counters in shared memory (ngx_http_ml_guard_metrics.c). */
@@ -148,15 +119,16 @@ typedef enum {
 
 
 typedef struct {
-    ngx_uint_t                           step;
+    ngx_uint_t                           step;            /* index in the table */
     uint64_t                             start_us;        /* monotonic */
 
     /* who: set by ngx_http_ml_guard_set_principal() */
     ngx_str_t                            principal;
     ngx_str_t                            auth_method;     /* "api_key", "jwt", "mtls" */
     ngx_str_t                            auth_issuer;     /* jwt: the issuer required */
-    ngx_http_ml_guard_reason_e           auth_failure;    /* refused, waiting for
-                                                           * the lockout */
+    /* refused or missing credentials: why, while the failure handlers
+     * (ngx_http_ml_guard_on_auth_failure) have not answered */
+    ngx_http_ml_guard_reason_e           auth_failure;
     ngx_str_t                            roles;           /* "a,b" */
     ngx_array_t                         *role_list;       /* of ngx_str_t */
 
@@ -170,23 +142,85 @@ typedef struct {
 
     ngx_int_t                            ratelimit_remaining;  /* -1: none */
 
-    /* body */
+    /* body (ngx_http_ml_guard_body.c) */
     off_t                                body_received;
+    unsigned                             body_wait:1;
     unsigned                             body_reading:1;
     unsigned                             body_waiting:1;
     unsigned                             body_done:1;
     unsigned                             problem_swap:1;
     unsigned                             problem_sending:1;
     ngx_str_t                            problem_body;
-
-    ngx_http_ml_guard_ratelimit_ctx_t   *ratelimit;
 } ngx_http_ml_guard_ctx_t;
+
+
+typedef ngx_int_t (*ngx_http_ml_guard_step_pt)(ngx_http_request_t *r,
+    ngx_http_ml_guard_ctx_t *ctx);
+
+typedef struct {
+    ngx_http_ml_guard_stage_e            stage;
+    ngx_http_ml_guard_step_pt            handler;
+} ngx_http_ml_guard_step_t;
+
+
+/* NGX_OK: authenticated (principal set); NGX_DECLINED: no credential of
+ * this kind presented; NGX_ERROR: presented and refused, *reason says why. */
+typedef ngx_int_t (*ngx_http_ml_guard_auth_pt)(ngx_http_request_t *r,
+    ngx_http_ml_guard_ctx_t *ctx, ngx_http_ml_guard_reason_e *reason);
+
+/* Adds the method's WWW-Authenticate challenge to a 401; "alone": the
+ * only method accepted here. */
+typedef ngx_int_t (*ngx_http_ml_guard_challenge_pt)(ngx_http_request_t *r,
+    ngx_http_ml_guard_ctx_t *ctx, ngx_uint_t alone);
+
+/* A refusal nginx produced itself before ml_guard ran (the response
+ * status is in r->headers_out.status) that belongs to this method:
+ * its reason, else MLG_REASON_NONE. */
+typedef ngx_http_ml_guard_reason_e (*ngx_http_ml_guard_nginx_error_pt)(
+    ngx_http_request_t *r);
+
+typedef struct {
+    ngx_str_t                            name;          /* in ml_guard_auth */
+    ngx_http_ml_guard_auth_pt            authenticate;
+    ngx_http_ml_guard_challenge_pt       challenge;     /* NULL: none */
+    ngx_http_ml_guard_nginx_error_pt     nginx_error;   /* NULL: none */
+    ngx_uint_t                           bit;           /* set by the core */
+} ngx_http_ml_guard_auth_method_t;
+
+/*
+ * Called when no credential was accepted, before the refusal is answered;
+ * ctx->auth_failure says why (MLG_REASON_MISSING_CREDENTIALS when none was
+ * presented).  NGX_OK: answer the refusal; NGX_AGAIN: waiting, the core
+ * calls it again once woken (so it must be idempotent); else the response
+ * instead (a denial, NGX_ERROR).
+ */
+typedef ngx_int_t (*ngx_http_ml_guard_auth_failed_pt)(ngx_http_request_t *r,
+    ngx_http_ml_guard_ctx_t *ctx);
 
 
 extern ngx_module_t  ngx_http_ml_guard_module;
 
 
 /* ngx_http_ml_guard_module.c */
+
+/* postconfiguration: runs handler at the given stage of every request in
+ * a location with "ml_guard on" */
+ngx_int_t ngx_http_ml_guard_add_step(ngx_conf_t *cf,
+    ngx_http_ml_guard_stage_e stage, ngx_http_ml_guard_step_pt handler);
+/* preconfiguration: method must outlive the configuration (static);
+ * methods are tried in registration order (the order of `config`) */
+ngx_int_t ngx_http_ml_guard_add_auth_method(ngx_conf_t *cf,
+    ngx_http_ml_guard_auth_method_t *method);
+/* merge of the method's module: the method is set up at this level, so
+ * it is accepted here when ml_guard_auth is not given */
+void ngx_http_ml_guard_auth_configured(ngx_conf_t *cf,
+    ngx_http_ml_guard_auth_method_t *method);
+/* postconfiguration */
+ngx_int_t ngx_http_ml_guard_on_auth_failure(ngx_conf_t *cf,
+    ngx_http_ml_guard_auth_failed_pt handler);
+/* the methods accepted in r's location (bits of ngx_http_ml_guard_auth_method_t) */
+ngx_uint_t ngx_http_ml_guard_auth_methods(ngx_http_request_t *r);
+
 ngx_http_ml_guard_ctx_t *ngx_http_ml_guard_get_ctx(ngx_http_request_t *r);
 /* roles: comma-separated ("predict,admin"), as every credential keeps them */
 ngx_int_t ngx_http_ml_guard_set_principal(ngx_http_request_t *r,
@@ -198,6 +232,13 @@ void ngx_http_ml_guard_wake(ngx_http_request_t *r);
  * if that cannot be arranged (then NGX_ERROR). */
 ngx_int_t ngx_http_ml_guard_conf_keep(ngx_conf_t *cf, void *obj,
     ngx_pool_cleanup_pt release);
+/*
+ * Loads a file named by a directive through a plain-C loader at
+ * configuration time; the result lives as long as the configuration cycle.
+ */
+void *ngx_http_ml_guard_load_file(ngx_conf_t *cf, ngx_str_t *file,
+    void *(*load)(const char *path, char *err, size_t errlen),
+    void (*release)(void *data));
 
 /* ngx_http_ml_guard_problem.c */
 ngx_int_t ngx_http_ml_guard_deny(ngx_http_request_t *r,
@@ -210,8 +251,7 @@ ngx_int_t ngx_http_ml_guard_add_header(ngx_http_request_t *r, const char *name,
     ngx_str_t *value);
 ngx_int_t ngx_http_ml_guard_problem_filter_init(ngx_conf_t *cf);
 
-/* ngx_http_ml_guard_metrics.c */
-ngx_int_t ngx_http_ml_guard_metrics_init_zone(ngx_conf_t *cf);
+/* ngx_http_ml_guard_metrics.c: shared counters */
 void ngx_http_ml_guard_metric_add(ngx_http_ml_guard_metric_e metric,
     ngx_int_t n);
 void ngx_http_ml_guard_gauge_add(ngx_http_ml_guard_gauge_e gauge,
@@ -219,66 +259,5 @@ void ngx_http_ml_guard_gauge_add(ngx_http_ml_guard_gauge_e gauge,
 void ngx_http_ml_guard_metrics_decision(ngx_http_ml_guard_ctx_t *ctx);
 void ngx_http_ml_guard_metrics_upstream_failure(ngx_http_ml_guard_ctx_t *ctx);
 uint64_t ngx_http_ml_guard_now_us(void);
-char *ngx_http_ml_guard_metrics(ngx_conf_t *cf, ngx_command_t *cmd, void *conf);
-
-/* ngx_http_ml_guard_body.c */
-ngx_int_t ngx_http_ml_guard_body_step(ngx_http_request_t *r,
-    ngx_http_ml_guard_loc_conf_t *lcf, ngx_http_ml_guard_ctx_t *ctx);
-ngx_int_t ngx_http_ml_guard_body_get(ngx_http_request_t *r, ngx_str_t *body);
-ngx_int_t ngx_http_ml_guard_body_filter_init(ngx_conf_t *cf);
-
-/* ngx_http_ml_guard_jwt.c */
-ngx_int_t ngx_http_ml_guard_jwt_create_conf(ngx_conf_t *cf,
-    ngx_http_ml_guard_loc_conf_t *lcf);
-char *ngx_http_ml_guard_jwt_merge_conf(ngx_conf_t *cf,
-    ngx_http_ml_guard_loc_conf_t *prev, ngx_http_ml_guard_loc_conf_t *conf);
-ngx_uint_t ngx_http_ml_guard_jwt_configured(ngx_http_ml_guard_loc_conf_t *lcf);
-/* NGX_OK: authenticated (principal set); NGX_DECLINED: no bearer token
- * presented; NGX_ERROR: token presented and refused, *reason says why. */
-ngx_int_t ngx_http_ml_guard_jwt_authenticate(ngx_http_request_t *r,
-    ngx_http_ml_guard_loc_conf_t *lcf, ngx_http_ml_guard_ctx_t *ctx,
-    ngx_http_ml_guard_reason_e *reason);
-char *ngx_http_ml_guard_jwt_key(ngx_conf_t *cf, ngx_command_t *cmd, void *conf);
-char *ngx_http_ml_guard_jwt_issuer(ngx_conf_t *cf, ngx_command_t *cmd, void *conf);
-char *ngx_http_ml_guard_jwt_audience(ngx_conf_t *cf, ngx_command_t *cmd, void *conf);
-char *ngx_http_ml_guard_jwt_leeway(ngx_conf_t *cf, ngx_command_t *cmd, void *conf);
-char *ngx_http_ml_guard_jwt_roles_claim(ngx_conf_t *cf, ngx_command_t *cmd, void *conf);
-char *ngx_http_ml_guard_jwt_cache_flag(ngx_conf_t *cf, ngx_command_t *cmd, void *conf);
-char *ngx_http_ml_guard_jwt_require_exp(ngx_conf_t *cf, ngx_command_t *cmd, void *conf);
-
-/* ngx_http_ml_guard_schema.c */
-ngx_int_t ngx_http_ml_guard_schema_create_conf(ngx_conf_t *cf,
-    ngx_http_ml_guard_loc_conf_t *lcf);
-char *ngx_http_ml_guard_schema_merge_conf(ngx_conf_t *cf,
-    ngx_http_ml_guard_loc_conf_t *prev, ngx_http_ml_guard_loc_conf_t *conf);
-/* Runs after the body is read; NGX_OK when no JSON checks apply. */
-ngx_int_t ngx_http_ml_guard_json_step(ngx_http_request_t *r,
-    ngx_http_ml_guard_loc_conf_t *lcf, ngx_http_ml_guard_ctx_t *ctx);
-char *ngx_http_ml_guard_schema(ngx_conf_t *cf, ngx_command_t *cmd, void *conf);
-char *ngx_http_ml_guard_max_json_depth(ngx_conf_t *cf, ngx_command_t *cmd, void *conf);
-
-/* ngx_http_ml_guard_ratelimit.c */
-ngx_int_t ngx_http_ml_guard_ratelimit_create_conf(ngx_conf_t *cf,
-    ngx_http_ml_guard_loc_conf_t *lcf);
-char *ngx_http_ml_guard_ratelimit_merge_conf(ngx_conf_t *cf,
-    ngx_http_ml_guard_loc_conf_t *prev, ngx_http_ml_guard_loc_conf_t *conf);
-ngx_int_t ngx_http_ml_guard_ratelimit_init_main(ngx_conf_t *cf,
-    ngx_http_ml_guard_main_conf_t *mcf);
-ngx_int_t ngx_http_ml_guard_ratelimit_init_process(ngx_cycle_t *cycle);
-void ngx_http_ml_guard_ratelimit_exit_process(ngx_cycle_t *cycle);
-/* Lockout check before authentication (ml_guard_auth_failures). */
-ngx_int_t ngx_http_ml_guard_lockout_step(ngx_http_request_t *r,
-    ngx_http_ml_guard_loc_conf_t *lcf, ngx_http_ml_guard_ctx_t *ctx);
-/* Called once when presented credentials were refused; must not wait. */
-ngx_int_t ngx_http_ml_guard_auth_failed(ngx_http_request_t *r,
-    ngx_http_ml_guard_loc_conf_t *lcf, ngx_http_ml_guard_ctx_t *ctx);
-ngx_int_t ngx_http_ml_guard_ratelimit_step(ngx_http_request_t *r,
-    ngx_http_ml_guard_loc_conf_t *lcf, ngx_http_ml_guard_ctx_t *ctx);
-char *ngx_http_ml_guard_redis(ngx_conf_t *cf, ngx_command_t *cmd, void *conf);
-char *ngx_http_ml_guard_limits_zone(ngx_conf_t *cf, ngx_command_t *cmd,
-    void *conf);
-char *ngx_http_ml_guard_rate_limit(ngx_conf_t *cf, ngx_command_t *cmd, void *conf);
-char *ngx_http_ml_guard_auth_failures(ngx_conf_t *cf, ngx_command_t *cmd, void *conf);
-
 
 #endif /* NGX_HTTP_ML_GUARD_MODULE_H */

@@ -116,48 +116,19 @@ static ngx_int_t
 ngx_http_ml_guard_challenge(ngx_http_request_t *r,
     ngx_http_ml_guard_ctx_t *ctx)
 {
-    u_char                        *p;
-    ngx_str_t                      v;
-    ngx_http_ml_guard_loc_conf_t  *lcf;
+    ngx_uint_t                         i, methods;
+    ngx_http_ml_guard_main_conf_t     *mcf;
+    ngx_http_ml_guard_auth_method_t  **m;
 
-    lcf = ngx_http_get_module_loc_conf(r, ngx_http_ml_guard_module);
+    methods = ngx_http_ml_guard_auth_methods(r);
 
-    if (lcf->auth_effective & NGX_HTTP_ML_GUARD_AUTH_API_KEY) {
-        v.len = sizeof("ApiKey realm=\"ml-guard\", header=\"\"") - 1
-                + lcf->api_key_header.len;
-        v.data = ngx_pnalloc(r->pool, v.len);
-        if (v.data == NULL) {
-            return NGX_ERROR;
-        }
+    mcf = ngx_http_get_module_main_conf(r, ngx_http_ml_guard_module);
+    m = mcf->methods.elts;
 
-        p = ngx_sprintf(v.data, "ApiKey realm=\"ml-guard\", header=\"%V\"",
-                        &lcf->api_key_header);
-        v.len = p - v.data;
-
-        if (ngx_http_ml_guard_add_header(r, "WWW-Authenticate", &v) != NGX_OK) {
-            return NGX_ERROR;
-        }
-    }
-
-    if (lcf->auth_effective & NGX_HTTP_ML_GUARD_AUTH_JWT) {
-        if (ctx->reason == MLG_REASON_MISSING_CREDENTIALS
-            || ctx->reason == MLG_REASON_INVALID_API_KEY)
+    for (i = 0; i < mcf->methods.nelts; i++) {
+        if ((methods & m[i]->bit) && m[i]->challenge != NULL
+            && m[i]->challenge(r, ctx, methods == m[i]->bit) != NGX_OK)
         {
-            ngx_str_set(&v, "Bearer realm=\"ml-guard\"");
-
-        } else {
-            ngx_str_set(&v, "Bearer realm=\"ml-guard\", error=\"invalid_token\"");
-        }
-
-        if (ngx_http_ml_guard_add_header(r, "WWW-Authenticate", &v) != NGX_OK) {
-            return NGX_ERROR;
-        }
-    }
-
-    if (lcf->auth_effective == NGX_HTTP_ML_GUARD_AUTH_MTLS) {
-        ngx_str_set(&v, "Mutual-TLS realm=\"ml-guard\"");
-
-        if (ngx_http_ml_guard_add_header(r, "WWW-Authenticate", &v) != NGX_OK) {
             return NGX_ERROR;
         }
     }
@@ -303,30 +274,37 @@ ngx_http_ml_guard_problem_render(ngx_http_request_t *r,
 
 /*
  * nginx's own refusals that belong to our policy, in our format: its 413
- * (client_max_body_size) in a guarded location, and its 400 for a client
- * certificate that failed verification (other CA, revoked, expired) where
- * mTLS roles are configured -- nginx answers those before any location is
- * chosen, so the server-level configuration decides.
+ * (client_max_body_size) in a guarded location, and those an
+ * authentication method claims (the mTLS module: nginx's 400 for a client
+ * certificate that failed verification).
  */
 static ngx_http_ml_guard_reason_e
 ngx_http_ml_guard_nginx_error(ngx_http_request_t *r,
     ngx_http_ml_guard_loc_conf_t *lcf)
 {
+    ngx_uint_t                         i;
+    ngx_http_ml_guard_reason_e         reason;
+    ngx_http_ml_guard_main_conf_t     *mcf;
+    ngx_http_ml_guard_auth_method_t  **m;
+
     if (r->headers_out.status == NGX_HTTP_REQUEST_ENTITY_TOO_LARGE
         && lcf->enable)
     {
         return MLG_REASON_BODY_TOO_LARGE;
     }
 
-#if (NGX_HTTP_SSL)
-    if (r->headers_out.status == NGX_HTTP_BAD_REQUEST
-        && lcf->mtls_roles != NULL
-        && r->connection->ssl != NULL
-        && SSL_get_verify_result(r->connection->ssl->connection) != X509_V_OK)
-    {
-        return MLG_REASON_INVALID_CLIENT_CERT;
+    mcf = ngx_http_get_module_main_conf(r, ngx_http_ml_guard_module);
+    m = mcf->methods.elts;
+
+    for (i = 0; i < mcf->methods.nelts; i++) {
+        if (m[i]->nginx_error != NULL) {
+            reason = m[i]->nginx_error(r);
+
+            if (reason != MLG_REASON_NONE) {
+                return reason;
+            }
+        }
     }
-#endif
 
     return MLG_REASON_NONE;
 }

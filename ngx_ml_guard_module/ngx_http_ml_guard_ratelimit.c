@@ -13,6 +13,7 @@
  */
 
 #include "ngx_http_ml_guard_module.h"
+#include "ngx_http_ml_guard_redis.h"
 #include "ngx_http_ml_guard_ratelimit_batch.h"
 #include "mlg_gcra.h"
 
@@ -30,13 +31,23 @@ typedef struct {
 } ngx_http_ml_guard_limit_t;
 
 
-struct ngx_http_ml_guard_ratelimit_conf_s {
+typedef struct {
     ngx_array_t                     *limits;  /* of ngx_http_ml_guard_limit_t */
     mlg_gcra_limit_t                 failures;
     ngx_msec_t                       ban;
     ngx_flag_t                       failures_set;
     ngx_str_t                        failures_spec;  /* "F T tau ban" */
-};
+} ngx_http_ml_guard_ratelimit_conf_t;
+
+
+typedef struct {
+    ngx_shm_zone_t                  *zone;    /* local limits, NULL: none */
+    size_t                           zone_size;  /* ml_guard_limits_zone */
+} ngx_http_ml_guard_limits_main_conf_t;
+
+
+typedef struct ngx_http_ml_guard_ratelimit_ctx_s
+    ngx_http_ml_guard_ratelimit_ctx_t;
 
 
 enum {
@@ -95,37 +106,163 @@ typedef struct {
 
 
 static ngx_shm_zone_t *ngx_http_ml_guard_rl_zone(ngx_conf_t *cf);
+static char *ngx_http_ml_guard_rate_limit(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
+static char *ngx_http_ml_guard_auth_failures(ngx_conf_t *cf,
+    ngx_command_t *cmd, void *conf);
+static char *ngx_http_ml_guard_limits_zone_size(ngx_conf_t *cf, void *post,
+    void *data);
+static void *ngx_http_ml_guard_limits_create_main_conf(ngx_conf_t *cf);
+static char *ngx_http_ml_guard_limits_init_main_conf(ngx_conf_t *cf,
+    void *conf);
+static void *ngx_http_ml_guard_limits_create_conf(ngx_conf_t *cf);
+static char *ngx_http_ml_guard_limits_merge_conf(ngx_conf_t *cf,
+    void *parent, void *child);
+static ngx_int_t ngx_http_ml_guard_limits_init(ngx_conf_t *cf);
+static ngx_int_t ngx_http_ml_guard_limits_init_process(ngx_cycle_t *cycle);
+static void ngx_http_ml_guard_limits_exit_process(ngx_cycle_t *cycle);
+static ngx_int_t ngx_http_ml_guard_lockout_step(ngx_http_request_t *r,
+    ngx_http_ml_guard_ctx_t *ctx);
+static ngx_int_t ngx_http_ml_guard_auth_failed(ngx_http_request_t *r,
+    ngx_http_ml_guard_ctx_t *ctx);
+static ngx_int_t ngx_http_ml_guard_ratelimit_step(ngx_http_request_t *r,
+    ngx_http_ml_guard_ctx_t *ctx);
+
+
+static ngx_conf_post_handler_pt  ngx_http_ml_guard_limits_zone_post =
+    ngx_http_ml_guard_limits_zone_size;
+
+
+static ngx_command_t  ngx_http_ml_guard_limits_commands[] = {
+
+    { ngx_string("ml_guard_rate_limit"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_1MORE,
+      ngx_http_ml_guard_rate_limit,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      0,
+      NULL },
+
+    { ngx_string("ml_guard_auth_failures"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE2,
+      ngx_http_ml_guard_auth_failures,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      0,
+      NULL },
+
+    { ngx_string("ml_guard_limits_zone"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_size_slot,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      offsetof(ngx_http_ml_guard_limits_main_conf_t, zone_size),
+      &ngx_http_ml_guard_limits_zone_post },
+
+      ngx_null_command
+};
+
+
+static ngx_http_module_t  ngx_http_ml_guard_limits_module_ctx = {
+    NULL,                                        /* preconfiguration */
+    ngx_http_ml_guard_limits_init,               /* postconfiguration */
+
+    ngx_http_ml_guard_limits_create_main_conf,   /* create main configuration */
+    ngx_http_ml_guard_limits_init_main_conf,     /* init main configuration */
+
+    NULL,                                        /* create server configuration */
+    NULL,                                        /* merge server configuration */
+
+    ngx_http_ml_guard_limits_create_conf,        /* create location configuration */
+    ngx_http_ml_guard_limits_merge_conf          /* merge location configuration */
+};
+
+
+ngx_module_t  ngx_http_ml_guard_limits_module = {
+    NGX_MODULE_V1,
+    &ngx_http_ml_guard_limits_module_ctx,        /* module context */
+    ngx_http_ml_guard_limits_commands,           /* module directives */
+    NGX_HTTP_MODULE,                             /* module type */
+    NULL,                                        /* init master */
+    NULL,                                        /* init module */
+    ngx_http_ml_guard_limits_init_process,       /* init process */
+    NULL,                                        /* init thread */
+    NULL,                                        /* exit thread */
+    ngx_http_ml_guard_limits_exit_process,       /* exit process */
+    NULL,                                        /* exit master */
+    NGX_MODULE_V1_PADDING
+};
 
 
 /* ---- configuration ---------------------------------------------------- */
 
-ngx_int_t
-ngx_http_ml_guard_ratelimit_create_conf(ngx_conf_t *cf,
-    ngx_http_ml_guard_loc_conf_t *lcf)
+static void *
+ngx_http_ml_guard_limits_create_main_conf(ngx_conf_t *cf)
+{
+    ngx_http_ml_guard_limits_main_conf_t  *lmcf;
+
+    lmcf = ngx_pcalloc(cf->pool, sizeof(ngx_http_ml_guard_limits_main_conf_t));
+    if (lmcf == NULL) {
+        return NULL;
+    }
+
+    /* set by ngx_pcalloc(): lmcf->zone = NULL; */
+
+    lmcf->zone_size = NGX_CONF_UNSET_SIZE;
+
+    return lmcf;
+}
+
+
+static char *
+ngx_http_ml_guard_limits_init_main_conf(ngx_conf_t *cf, void *conf)
+{
+    ngx_http_ml_guard_limits_main_conf_t  *lmcf = conf;
+
+    ngx_conf_init_size_value(lmcf->zone_size, NGX_HTTP_ML_GUARD_ZONE_SIZE);
+
+    /* created by the first limit or lockout of the configuration */
+    if (lmcf->zone != NULL) {
+        lmcf->zone->shm.size = lmcf->zone_size;
+    }
+
+    return NGX_CONF_OK;
+}
+
+
+static char *
+ngx_http_ml_guard_limits_zone_size(ngx_conf_t *cf, void *post, void *data)
+{
+    size_t  *sp = data;
+
+    if (*sp < 8 * ngx_pagesize) {
+        return "is too small (at least 8 pages: 32k)";
+    }
+
+    return NGX_CONF_OK;
+}
+
+
+static void *
+ngx_http_ml_guard_limits_create_conf(ngx_conf_t *cf)
 {
     ngx_http_ml_guard_ratelimit_conf_t  *rlcf;
 
     rlcf = ngx_pcalloc(cf->pool, sizeof(ngx_http_ml_guard_ratelimit_conf_t));
     if (rlcf == NULL) {
-        return NGX_ERROR;
+        return NULL;
     }
 
     rlcf->limits = NGX_CONF_UNSET_PTR;
     rlcf->ban = NGX_CONF_UNSET_MSEC;
     rlcf->failures_set = NGX_CONF_UNSET;
 
-    lcf->ratelimit = rlcf;
-
-    return NGX_OK;
+    return rlcf;
 }
 
 
-char *
-ngx_http_ml_guard_ratelimit_merge_conf(ngx_conf_t *cf,
-    ngx_http_ml_guard_loc_conf_t *prev, ngx_http_ml_guard_loc_conf_t *conf)
+static char *
+ngx_http_ml_guard_limits_merge_conf(ngx_conf_t *cf, void *parent, void *child)
 {
-    ngx_http_ml_guard_ratelimit_conf_t  *p = prev->ratelimit;
-    ngx_http_ml_guard_ratelimit_conf_t  *c = conf->ratelimit;
+    ngx_http_ml_guard_ratelimit_conf_t  *p = parent;
+    ngx_http_ml_guard_ratelimit_conf_t  *c = child;
 
     /* limits declared on a level replace the inherited ones, as limit_req */
     ngx_conf_merge_ptr_value(c->limits, p->limits, NULL);
@@ -143,48 +280,22 @@ ngx_http_ml_guard_ratelimit_merge_conf(ngx_conf_t *cf,
 }
 
 
-ngx_int_t
-ngx_http_ml_guard_ratelimit_init_main(ngx_conf_t *cf,
-    ngx_http_ml_guard_main_conf_t *mcf)
+static ngx_int_t
+ngx_http_ml_guard_limits_init(ngx_conf_t *cf)
 {
-    if (mcf->limits_zone != NULL && mcf->limits_zone->shm.size == 0) {
-        mcf->limits_zone->shm.size = NGX_HTTP_ML_GUARD_ZONE_SIZE;
+    if (ngx_http_ml_guard_add_step(cf, NGX_HTTP_ML_GUARD_LOCKOUT,
+                                   ngx_http_ml_guard_lockout_step) != NGX_OK
+        || ngx_http_ml_guard_add_step(cf, NGX_HTTP_ML_GUARD_LIMITS,
+                                      ngx_http_ml_guard_ratelimit_step)
+           != NGX_OK
+        || ngx_http_ml_guard_on_auth_failure(cf,
+                                             ngx_http_ml_guard_auth_failed)
+           != NGX_OK)
+    {
+        return NGX_ERROR;
     }
 
     return NGX_OK;
-}
-
-
-char *
-ngx_http_ml_guard_limits_zone(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
-{
-    ssize_t          size;
-    ngx_str_t       *value;
-    ngx_shm_zone_t  *zone;
-
-    zone = ngx_http_ml_guard_rl_zone(cf);
-    if (zone == NULL) {
-        return NGX_CONF_ERROR;
-    }
-
-    if (zone->shm.size) {
-        return "is duplicate";
-    }
-
-    value = cf->args->elts;
-    size = ngx_parse_size(&value[1]);
-
-    if (size == NGX_ERROR || size < (ssize_t) (8 * ngx_pagesize)) {
-        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                           "ml_guard_limits_zone: invalid size \"%V\" "
-                           "(at least %uzk)", &value[1],
-                           8 * ngx_pagesize / 1024);
-        return NGX_CONF_ERROR;
-    }
-
-    zone->shm.size = size;
-
-    return NGX_CONF_OK;
 }
 
 
@@ -230,25 +341,27 @@ ngx_http_ml_guard_rl_zone_init(ngx_shm_zone_t *shm_zone, void *data)
 static ngx_shm_zone_t *
 ngx_http_ml_guard_rl_zone(ngx_conf_t *cf)
 {
-    ngx_str_t                       name = ngx_string(NGX_HTTP_ML_GUARD_ZONE_NAME);
-    ngx_shm_zone_t                 *zone;
-    ngx_http_ml_guard_main_conf_t  *mcf;
+    ngx_str_t                              name = ngx_string(NGX_HTTP_ML_GUARD_ZONE_NAME);
+    ngx_shm_zone_t                        *zone;
+    ngx_http_ml_guard_limits_main_conf_t  *lmcf;
 
-    mcf = ngx_http_conf_get_module_main_conf(cf, ngx_http_ml_guard_module);
+    lmcf = ngx_http_conf_get_module_main_conf(cf,
+                                              ngx_http_ml_guard_limits_module);
 
-    if (mcf->limits_zone != NULL) {
-        return mcf->limits_zone;
+    if (lmcf->zone != NULL) {
+        return lmcf->zone;
     }
 
-    /* sized by ml_guard_limits_zone, else at the end of http{} */
-    zone = ngx_shared_memory_add(cf, &name, 0, &ngx_http_ml_guard_module);
+    /* sized at the end of http{} (ml_guard_limits_zone) */
+    zone = ngx_shared_memory_add(cf, &name, 0,
+                                 &ngx_http_ml_guard_limits_module);
     if (zone == NULL) {
         return NULL;
     }
 
     zone->init = ngx_http_ml_guard_rl_zone_init;
 
-    mcf->limits_zone = zone;
+    lmcf->zone = zone;
 
     return zone;
 }
@@ -279,10 +392,10 @@ ngx_http_ml_guard_rl_conf_rate(ngx_conf_t *cf, ngx_command_t *cmd,
 }
 
 
-char *
+static char *
 ngx_http_ml_guard_rate_limit(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 {
-    ngx_http_ml_guard_loc_conf_t  *lcf = conf;
+    ngx_http_ml_guard_ratelimit_conf_t  *rlcf = conf;
 
     ngx_str_t                           *value, s;
     ngx_uint_t                           i;
@@ -290,7 +403,6 @@ ngx_http_ml_guard_rate_limit(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
     const char                          *err;
     ngx_http_ml_guard_limit_t           *lim;
     ngx_http_compile_complex_value_t     ccv;
-    ngx_http_ml_guard_ratelimit_conf_t  *rlcf = lcf->ratelimit;
 
     if (ngx_http_ml_guard_rl_zone(cf) == NULL) {
         return NGX_CONF_ERROR;
@@ -394,15 +506,14 @@ ngx_http_ml_guard_rate_limit(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 }
 
 
-char *
+static char *
 ngx_http_ml_guard_auth_failures(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf)
 {
-    ngx_http_ml_guard_loc_conf_t  *lcf = conf;
+    ngx_http_ml_guard_ratelimit_conf_t  *rlcf = conf;
 
     ngx_str_t                           *value, s;
     ngx_int_t                            ban;
-    ngx_http_ml_guard_ratelimit_conf_t  *rlcf = lcf->ratelimit;
 
     if (rlcf->failures_set != NGX_CONF_UNSET) {
         return "is duplicate";
@@ -460,26 +571,26 @@ ngx_http_ml_guard_auth_failures(ngx_conf_t *cf, ngx_command_t *cmd,
 
 /* ---- worker lifecycle ------------------------------------------------- */
 
-ngx_int_t
-ngx_http_ml_guard_ratelimit_init_process(ngx_cycle_t *cycle)
+static ngx_int_t
+ngx_http_ml_guard_limits_init_process(ngx_cycle_t *cycle)
 {
-    ngx_http_ml_guard_main_conf_t  *mcf;
+    ngx_http_ml_guard_redis_conf_t  *rcf;
 
     if (cycle->conf_ctx[ngx_http_module.index] == NULL) {
         return NGX_OK;
     }
 
-    mcf = ngx_http_cycle_get_module_main_conf(cycle, ngx_http_ml_guard_module);
-    if (mcf == NULL) {
-        return NGX_OK;
-    }
+    rcf = ngx_http_cycle_get_module_main_conf(cycle,
+                                              ngx_http_ml_guard_redis_module);
 
-    return ngx_http_ml_guard_rl_batch_init_worker(cycle, mcf->redis);
+    return ngx_http_ml_guard_rl_batch_init_worker(cycle,
+                                                  ngx_http_ml_guard_redis_set(rcf)
+                                                  ? rcf : NULL);
 }
 
 
-void
-ngx_http_ml_guard_ratelimit_exit_process(ngx_cycle_t *cycle)
+static void
+ngx_http_ml_guard_limits_exit_process(ngx_cycle_t *cycle)
 {
     ngx_http_ml_guard_rl_batch_exit_worker(cycle);
 }
@@ -717,7 +828,9 @@ ngx_http_ml_guard_rl_ctx(ngx_http_request_t *r, ngx_http_ml_guard_ctx_t *ctx)
 {
     ngx_http_ml_guard_ratelimit_ctx_t  *rl;
 
-    if (ctx->ratelimit == NULL) {
+    rl = ngx_http_get_module_ctx(r, ngx_http_ml_guard_limits_module);
+
+    if (rl == NULL) {
         rl = ngx_pcalloc(r->pool, sizeof(ngx_http_ml_guard_ratelimit_ctx_t));
         if (rl == NULL) {
             return NULL;
@@ -728,10 +841,11 @@ ngx_http_ml_guard_rl_ctx(ngx_http_request_t *r, ngx_http_ml_guard_ctx_t *ctx)
         rl->lockout.lockout = 1;
         rl->limit.request = r;
         rl->limit.rl = rl;
-        ctx->ratelimit = rl;
+
+        ngx_http_set_ctx(r, rl, ngx_http_ml_guard_limits_module);
     }
 
-    return ctx->ratelimit;
+    return rl;
 }
 
 
@@ -1008,10 +1122,15 @@ ngx_http_ml_guard_rl_header(ngx_http_request_t *r, const char *name,
 }
 
 
-static ngx_http_ml_guard_main_conf_t *
-ngx_http_ml_guard_rl_main_conf(ngx_http_request_t *r)
+/* ml_guard_redis, or NULL: limits are local */
+static ngx_http_ml_guard_redis_conf_t *
+ngx_http_ml_guard_rl_redis(ngx_http_request_t *r)
 {
-    return ngx_http_get_module_main_conf(r, ngx_http_ml_guard_module);
+    ngx_http_ml_guard_redis_conf_t  *rcf;
+
+    rcf = ngx_http_get_module_main_conf(r, ngx_http_ml_guard_redis_module);
+
+    return ngx_http_ml_guard_redis_set(rcf) ? rcf : NULL;
 }
 
 
@@ -1137,12 +1256,13 @@ ngx_http_ml_guard_rl_send_lockout(ngx_http_request_t *r,
  */
 static ngx_int_t
 ngx_http_ml_guard_rl_decide(ngx_http_request_t *r,
-    ngx_http_ml_guard_loc_conf_t *lcf, ngx_http_ml_guard_ctx_t *ctx,
+    ngx_http_ml_guard_ratelimit_conf_t *rlcf, ngx_http_ml_guard_ctx_t *ctx,
     ngx_uint_t lockout, ngx_http_ml_guard_ratelimit_ctx_t **rlp)
 {
     ngx_int_t                           rc;
     ngx_http_ml_guard_rl_call_t        *call;
-    ngx_http_ml_guard_main_conf_t      *mcf;
+    ngx_http_ml_guard_redis_conf_t        *rcf;
+    ngx_http_ml_guard_limits_main_conf_t  *lmcf;
     ngx_http_ml_guard_ratelimit_ctx_t  *rl;
 
     rl = ngx_http_ml_guard_rl_ctx(r, ctx);
@@ -1159,19 +1279,19 @@ ngx_http_ml_guard_rl_decide(ngx_http_request_t *r,
 
     if (call->state == MLG_RL_IDLE) {
         rc = lockout
-             ? ngx_http_ml_guard_rl_send_lockout(r, lcf->ratelimit, ctx, rl)
-             : ngx_http_ml_guard_rl_send_limits(r, lcf->ratelimit, ctx, rl);
+             ? ngx_http_ml_guard_rl_send_lockout(r, rlcf, ctx, rl)
+             : ngx_http_ml_guard_rl_send_limits(r, rlcf, ctx, rl);
         if (rc != NGX_OK) {
             return rc;
         }
     }
 
     if (call->unavailable) {
-        mcf = ngx_http_ml_guard_rl_main_conf(r);
+        rcf = ngx_http_ml_guard_rl_redis(r);
 
-        rc = ngx_http_ml_guard_rl_fail(r, ctx, mcf->redis);
+        rc = ngx_http_ml_guard_rl_fail(r, ctx, rcf);
 
-        if (!lockout && mcf->redis != NULL) {
+        if (!lockout && rcf != NULL) {
             ngx_http_ml_guard_metric_add(rc == NGX_DECLINED
                                          ? MLG_METRIC_RATELIMIT_LOCAL
                                          : rc == NGX_OK
@@ -1184,7 +1304,10 @@ ngx_http_ml_guard_rl_decide(ngx_http_request_t *r,
             return rc;
         }
 
-        if (ngx_http_ml_guard_rl_local(mcf->limits_zone, lcf->ratelimit,
+        lmcf = ngx_http_get_module_main_conf(r,
+                                             ngx_http_ml_guard_limits_module);
+
+        if (ngx_http_ml_guard_rl_local(lmcf->zone, rlcf,
                                        !lockout ? MLG_LOCAL_LIMIT
                                        : rl->failed ? MLG_LOCAL_FAIL
                                        : MLG_LOCAL_BAN,
@@ -1209,14 +1332,17 @@ ngx_http_ml_guard_rl_decide(ngx_http_request_t *r,
  */
 static ngx_int_t
 ngx_http_ml_guard_rl_lockout(ngx_http_request_t *r,
-    ngx_http_ml_guard_loc_conf_t *lcf, ngx_http_ml_guard_ctx_t *ctx,
-    ngx_uint_t failed)
+    ngx_http_ml_guard_ctx_t *ctx, ngx_uint_t failed)
 {
     ngx_int_t                           rc;
     mlg_gcra_result_t                  *res;
     ngx_http_ml_guard_ratelimit_ctx_t  *rl;
 
-    if (lcf->ratelimit == NULL || !lcf->ratelimit->failures_set) {
+    ngx_http_ml_guard_ratelimit_conf_t  *rlcf;
+
+    rlcf = ngx_http_get_module_loc_conf(r, ngx_http_ml_guard_limits_module);
+
+    if (!rlcf->failures_set) {
         return NGX_OK;
     }
 
@@ -1229,7 +1355,7 @@ ngx_http_ml_guard_rl_lockout(ngx_http_request_t *r,
         rl->failed = failed;
     }
 
-    rc = ngx_http_ml_guard_rl_decide(r, lcf, ctx, 1, &rl);
+    rc = ngx_http_ml_guard_rl_decide(r, rlcf, ctx, 1, &rl);
     if (rc != NGX_DONE) {
         return rc;
     }
@@ -1248,38 +1374,44 @@ ngx_http_ml_guard_rl_lockout(ngx_http_request_t *r,
 }
 
 
-ngx_int_t
+/* accepted credentials (or ml_guard_auth none): is the address banned */
+static ngx_int_t
 ngx_http_ml_guard_lockout_step(ngx_http_request_t *r,
-    ngx_http_ml_guard_loc_conf_t *lcf, ngx_http_ml_guard_ctx_t *ctx)
+    ngx_http_ml_guard_ctx_t *ctx)
 {
-    return ngx_http_ml_guard_rl_lockout(r, lcf, ctx, 0);
+    return ngx_http_ml_guard_rl_lockout(r, ctx, 0);
 }
 
 
-ngx_int_t
+/* none accepted: a refusal is counted, a missing one checks the ban */
+static ngx_int_t
 ngx_http_ml_guard_auth_failed(ngx_http_request_t *r,
-    ngx_http_ml_guard_loc_conf_t *lcf, ngx_http_ml_guard_ctx_t *ctx)
+    ngx_http_ml_guard_ctx_t *ctx)
 {
-    return ngx_http_ml_guard_rl_lockout(r, lcf, ctx, 1);
+    return ngx_http_ml_guard_rl_lockout(r, ctx,
+                                        ctx->auth_failure
+                                        != MLG_REASON_MISSING_CREDENTIALS);
 }
 
 
-ngx_int_t
+static ngx_int_t
 ngx_http_ml_guard_ratelimit_step(ngx_http_request_t *r,
-    ngx_http_ml_guard_loc_conf_t *lcf, ngx_http_ml_guard_ctx_t *ctx)
+    ngx_http_ml_guard_ctx_t *ctx)
 {
     ngx_int_t                           rc;
     mlg_gcra_result_t                  *res;
     ngx_http_ml_guard_limit_t          *lim;
     ngx_http_ml_guard_ratelimit_ctx_t  *rl;
 
-    if (lcf->ratelimit == NULL || lcf->ratelimit->limits == NULL
-        || lcf->ratelimit->limits->nelts == 0)
-    {
+    ngx_http_ml_guard_ratelimit_conf_t  *rlcf;
+
+    rlcf = ngx_http_get_module_loc_conf(r, ngx_http_ml_guard_limits_module);
+
+    if (rlcf->limits == NULL || rlcf->limits->nelts == 0) {
         return NGX_OK;
     }
 
-    rc = ngx_http_ml_guard_rl_decide(r, lcf, ctx, 0, &rl);
+    rc = ngx_http_ml_guard_rl_decide(r, rlcf, ctx, 0, &rl);
     if (rc != NGX_DONE) {
         return rc;
     }
@@ -1287,7 +1419,7 @@ ngx_http_ml_guard_ratelimit_step(ngx_http_request_t *r,
     res = &rl->limit.result;
 
     if (!rl->limit.unavailable
-        || ngx_http_ml_guard_rl_main_conf(r)->redis == NULL)
+        || ngx_http_ml_guard_rl_redis(r) == NULL)
     {
         ngx_http_ml_guard_metric_add(res->allowed
                                      ? MLG_METRIC_RATELIMIT_ALLOWED
@@ -1298,7 +1430,7 @@ ngx_http_ml_guard_ratelimit_step(ngx_http_request_t *r,
         return NGX_OK;
     }
 
-    lim = lcf->ratelimit->limits->elts;
+    lim = rlcf->limits->elts;
     lim = &lim[rl->conf_index[res->index]];
 
     ctx->ratelimit_remaining = res->remaining;

@@ -72,25 +72,83 @@ static void ngx_http_ml_guard_redis_probe_done(redisReply *reply);
 static ngx_http_ml_guard_redis_worker_t  mlg_redis;
 
 
-/* ml_guard_redis ADDRESS [timeout=] [fail=] [password=] [db=] */
-char *
-ngx_http_ml_guard_redis(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
-{
-    ngx_http_ml_guard_main_conf_t   *mcf = conf;
-    ngx_http_ml_guard_redis_conf_t  *rcf;
+static char *ngx_http_ml_guard_redis(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
+static void *ngx_http_ml_guard_redis_create_conf(ngx_conf_t *cf);
 
-    if (mcf->redis != NULL) {
-        return "is duplicate";
-    }
+
+static ngx_command_t  ngx_http_ml_guard_redis_commands[] = {
+
+    { ngx_string("ml_guard_redis"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_1MORE,
+      ngx_http_ml_guard_redis,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      0,
+      NULL },
+
+      ngx_null_command
+};
+
+
+static ngx_http_module_t  ngx_http_ml_guard_redis_module_ctx = {
+    NULL,                                  /* preconfiguration */
+    NULL,                                  /* postconfiguration */
+
+    ngx_http_ml_guard_redis_create_conf,   /* create main configuration */
+    NULL,                                  /* init main configuration */
+
+    NULL,                                  /* create server configuration */
+    NULL,                                  /* merge server configuration */
+
+    NULL,                                  /* create location configuration */
+    NULL                                   /* merge location configuration */
+};
+
+
+/* the connection is made and closed by its users (the limits) */
+ngx_module_t  ngx_http_ml_guard_redis_module = {
+    NGX_MODULE_V1,
+    &ngx_http_ml_guard_redis_module_ctx,   /* module context */
+    ngx_http_ml_guard_redis_commands,      /* module directives */
+    NGX_HTTP_MODULE,                       /* module type */
+    NULL,                                  /* init master */
+    NULL,                                  /* init module */
+    NULL,                                  /* init process */
+    NULL,                                  /* init thread */
+    NULL,                                  /* exit thread */
+    NULL,                                  /* exit process */
+    NULL,                                  /* exit master */
+    NGX_MODULE_V1_PADDING
+};
+
+
+static void *
+ngx_http_ml_guard_redis_create_conf(ngx_conf_t *cf)
+{
+    ngx_http_ml_guard_redis_conf_t  *rcf;
 
     rcf = ngx_pcalloc(cf->pool, sizeof(ngx_http_ml_guard_redis_conf_t));
     if (rcf == NULL) {
-        return NGX_CONF_ERROR;
+        return NULL;
     }
 
-    mcf->redis = rcf;
+    /*
+     * set by ngx_pcalloc():
+     *
+     *     rcf->address = { 0, NULL };    no Redis
+     *
+     * the rest is set by ngx_http_ml_guard_redis_parse()
+     */
 
-    return ngx_http_ml_guard_redis_parse(cf, rcf);
+    return rcf;
+}
+
+
+/* ml_guard_redis ADDRESS [timeout=] [fail=] [password=] [db=] */
+static char *
+ngx_http_ml_guard_redis(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
+{
+    return ngx_http_ml_guard_redis_parse(cf, conf);
 }
 
 

@@ -22,9 +22,11 @@
 #define NGX_HTTP_ML_GUARD_FAIL_CLOSED  3
 
 
-/* ml_guard_redis; mcf->redis, NULL without it */
+/* ml_guard_redis: the main conf of ngx_http_ml_guard_redis_module */
+typedef struct ngx_http_ml_guard_redis_conf_s  ngx_http_ml_guard_redis_conf_t;
+
 struct ngx_http_ml_guard_redis_conf_s {
-    ngx_str_t    address;     /* as written, for logs */
+    ngx_str_t    address;     /* as written, for logs; empty: no Redis */
     ngx_str_t    host;        /* NUL-terminated; empty with unix: */
     ngx_int_t    port;
     ngx_str_t    unix_path;   /* NUL-terminated; empty for TCP */
@@ -58,8 +60,12 @@ typedef void (*ngx_http_ml_guard_redis_state_pt)(
     size_t len);
 
 
-/* ml_guard_redis (main conf), and its arguments. */
-char *ngx_http_ml_guard_redis(ngx_conf_t *cf, ngx_command_t *cmd, void *conf);
+extern ngx_module_t  ngx_http_ml_guard_redis_module;
+
+/* ml_guard_redis is configured */
+#define ngx_http_ml_guard_redis_set(rcf)  ((rcf)->address.len != 0)
+
+/* Parses "ml_guard_redis ADDRESS [timeout=] [fail=] [password=] [db=]". */
 char *ngx_http_ml_guard_redis_parse(ngx_conf_t *cf,
     ngx_http_ml_guard_redis_conf_t *rcf);
 

@@ -4,12 +4,13 @@
  * The schema file is read and compiled once, at configuration time, into
  * mlg_schema's plain C structures (mlg_schema.c); a mistake in it fails
  * `nginx -t` with the file and the JSON pointer of the offending keyword.
- * Per request, after the body has been read (MLG_STEP_JSON): the media type
+ * Per request, after the body has been read (the core's "json" stage): the media type
  * must be JSON (415), the body must pass the depth pre-scan and the strict
  * parse (400), and the document must satisfy the schema (422 with errors).
  */
 
 #include "ngx_http_ml_guard_module.h"
+#include "ngx_http_ml_guard_body.h"
 
 #include <jansson.h>
 
@@ -28,26 +29,94 @@
 #define NGX_HTTP_ML_GUARD_JSON_ARENA  (64 * 1024)
 
 
-struct ngx_http_ml_guard_schema_conf_s {
+typedef struct {
     mlg_schema_t  *schema;      /* NULL: no JSON checks here */
     ngx_str_t      file;
     ngx_flag_t     set;         /* ml_guard_schema given at this level */
     ngx_uint_t     max_depth;
+} ngx_http_ml_guard_schema_conf_t;
+
+
+static ngx_int_t ngx_http_ml_guard_json_step(ngx_http_request_t *r,
+    ngx_http_ml_guard_ctx_t *ctx);
+static char *ngx_http_ml_guard_schema(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
+static char *ngx_http_ml_guard_max_json_depth(ngx_conf_t *cf,
+    ngx_command_t *cmd, void *conf);
+static void ngx_http_ml_guard_schema_cleanup(void *data);
+static ngx_int_t ngx_http_ml_guard_schema_init(ngx_conf_t *cf);
+static void *ngx_http_ml_guard_schema_create_conf(ngx_conf_t *cf);
+static char *ngx_http_ml_guard_schema_merge_conf(ngx_conf_t *cf,
+    void *parent, void *child);
+
+
+static ngx_command_t  ngx_http_ml_guard_schema_commands[] = {
+
+    { ngx_string("ml_guard_schema"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_http_ml_guard_schema,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      0,
+      NULL },
+
+    { ngx_string("ml_guard_max_json_depth"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_http_ml_guard_max_json_depth,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      0,
+      NULL },
+
+      ngx_null_command
 };
 
 
-static void ngx_http_ml_guard_schema_cleanup(void *data);
+static ngx_http_module_t  ngx_http_ml_guard_schema_module_ctx = {
+    NULL,                                  /* preconfiguration */
+    ngx_http_ml_guard_schema_init,         /* postconfiguration */
+
+    NULL,                                  /* create main configuration */
+    NULL,                                  /* init main configuration */
+
+    NULL,                                  /* create server configuration */
+    NULL,                                  /* merge server configuration */
+
+    ngx_http_ml_guard_schema_create_conf,  /* create location configuration */
+    ngx_http_ml_guard_schema_merge_conf    /* merge location configuration */
+};
 
 
-ngx_int_t
-ngx_http_ml_guard_schema_create_conf(ngx_conf_t *cf,
-    ngx_http_ml_guard_loc_conf_t *lcf)
+ngx_module_t  ngx_http_ml_guard_schema_module = {
+    NGX_MODULE_V1,
+    &ngx_http_ml_guard_schema_module_ctx,  /* module context */
+    ngx_http_ml_guard_schema_commands,     /* module directives */
+    NGX_HTTP_MODULE,                       /* module type */
+    NULL,                                  /* init master */
+    NULL,                                  /* init module */
+    NULL,                                  /* init process */
+    NULL,                                  /* init thread */
+    NULL,                                  /* exit thread */
+    NULL,                                  /* exit process */
+    NULL,                                  /* exit master */
+    NGX_MODULE_V1_PADDING
+};
+
+
+static ngx_int_t
+ngx_http_ml_guard_schema_init(ngx_conf_t *cf)
+{
+    return ngx_http_ml_guard_add_step(cf, NGX_HTTP_ML_GUARD_JSON,
+                                      ngx_http_ml_guard_json_step);
+}
+
+
+static void *
+ngx_http_ml_guard_schema_create_conf(ngx_conf_t *cf)
 {
     ngx_http_ml_guard_schema_conf_t  *scf;
 
     scf = ngx_pcalloc(cf->pool, sizeof(ngx_http_ml_guard_schema_conf_t));
     if (scf == NULL) {
-        return NGX_ERROR;
+        return NULL;
     }
 
     /*
@@ -60,20 +129,15 @@ ngx_http_ml_guard_schema_create_conf(ngx_conf_t *cf,
 
     scf->max_depth = NGX_CONF_UNSET_UINT;
 
-    lcf->schema = scf;
-
-    return NGX_OK;
+    return scf;
 }
 
 
-char *
-ngx_http_ml_guard_schema_merge_conf(ngx_conf_t *cf,
-    ngx_http_ml_guard_loc_conf_t *prev, ngx_http_ml_guard_loc_conf_t *conf)
+static char *
+ngx_http_ml_guard_schema_merge_conf(ngx_conf_t *cf, void *parent, void *child)
 {
-    ngx_http_ml_guard_schema_conf_t  *p, *c;
-
-    p = prev->schema;
-    c = conf->schema;
+    ngx_http_ml_guard_schema_conf_t  *p = parent;
+    ngx_http_ml_guard_schema_conf_t  *c = child;
 
     if (!c->set) {
         c->schema = p->schema;
@@ -87,17 +151,14 @@ ngx_http_ml_guard_schema_merge_conf(ngx_conf_t *cf,
 }
 
 
-char *
+static char *
 ngx_http_ml_guard_schema(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 {
-    ngx_http_ml_guard_loc_conf_t  *lcf = conf;
+    ngx_http_ml_guard_schema_conf_t  *scf = conf;
 
     char                              err[NGX_MAX_CONF_ERRSTR];
     ngx_str_t                        *value, file;
     mlg_schema_t                     *schema;
-    ngx_http_ml_guard_schema_conf_t  *scf;
-
-    scf = lcf->schema;
 
     if (scf->set) {
         return "is duplicate";
@@ -163,16 +224,16 @@ ngx_http_ml_guard_schema_cleanup(void *data)
 }
 
 
-char *
+static char *
 ngx_http_ml_guard_max_json_depth(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf)
 {
-    ngx_http_ml_guard_loc_conf_t  *lcf = conf;
+    ngx_http_ml_guard_schema_conf_t  *scf = conf;
 
     ngx_int_t   n;
     ngx_str_t  *value;
 
-    if (lcf->schema->max_depth != NGX_CONF_UNSET_UINT) {
+    if (scf->max_depth != NGX_CONF_UNSET_UINT) {
         return "is duplicate";
     }
 
@@ -189,7 +250,7 @@ ngx_http_ml_guard_max_json_depth(ngx_conf_t *cf, ngx_command_t *cmd,
         return NGX_CONF_ERROR;
     }
 
-    lcf->schema->max_depth = (ngx_uint_t) n;
+    scf->max_depth = (ngx_uint_t) n;
 
     return NGX_CONF_OK;
 }
@@ -229,9 +290,9 @@ ngx_http_ml_guard_schema_errors(mlg_schema_errors_t *errs)
 }
 
 
-ngx_int_t
+static ngx_int_t
 ngx_http_ml_guard_json_step(ngx_http_request_t *r,
-    ngx_http_ml_guard_loc_conf_t *lcf, ngx_http_ml_guard_ctx_t *ctx)
+    ngx_http_ml_guard_ctx_t *ctx)
 {
     char                              err[256];
     json_t                           *doc, *errors;
@@ -241,7 +302,7 @@ ngx_http_ml_guard_json_step(ngx_http_request_t *r,
     mlg_schema_errors_t               errs;
     ngx_http_ml_guard_schema_conf_t  *scf;
 
-    scf = lcf->schema;
+    scf = ngx_http_get_module_loc_conf(r, ngx_http_ml_guard_schema_module);
 
     if (scf == NULL || scf->schema == NULL) {
         return NGX_OK;

@@ -79,7 +79,8 @@ $t->stop;
 
 {
     my $u = MLGuard::Test->new;
-    for my $bad ([ '1k', qr/invalid size "1k"/ ], [ 'lots', qr/invalid size "lots"/ ]) {
+    for my $bad ([ '1k', qr/"ml_guard_limits_zone" directive is too small/ ],
+                 [ 'lots', qr/"ml_guard_limits_zone" directive invalid value/ ]) {
         my ($ok, $out) = $u->nginx_test(http => "ml_guard_limits_zone $bad->[0];");
         ok(!$ok && $out =~ $bad->[1], "ml_guard_limits_zone $bad->[0] refused") or diag $out;
     }
