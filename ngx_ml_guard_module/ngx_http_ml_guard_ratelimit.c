@@ -1259,11 +1259,11 @@ ngx_http_ml_guard_rl_decide(ngx_http_request_t *r,
     ngx_http_ml_guard_ratelimit_conf_t *rlcf, ngx_http_ml_guard_ctx_t *ctx,
     ngx_uint_t lockout, ngx_http_ml_guard_ratelimit_ctx_t **rlp)
 {
-    ngx_int_t                           rc;
-    ngx_http_ml_guard_rl_call_t        *call;
+    ngx_int_t                              rc;
+    ngx_http_ml_guard_rl_call_t           *call;
     ngx_http_ml_guard_redis_conf_t        *rcf;
     ngx_http_ml_guard_limits_main_conf_t  *lmcf;
-    ngx_http_ml_guard_ratelimit_ctx_t  *rl;
+    ngx_http_ml_guard_ratelimit_ctx_t     *rl;
 
     rl = ngx_http_ml_guard_rl_ctx(r, ctx);
     if (rl == NULL) {
@@ -1334,10 +1334,9 @@ static ngx_int_t
 ngx_http_ml_guard_rl_lockout(ngx_http_request_t *r,
     ngx_http_ml_guard_ctx_t *ctx, ngx_uint_t failed)
 {
-    ngx_int_t                           rc;
-    mlg_gcra_result_t                  *res;
-    ngx_http_ml_guard_ratelimit_ctx_t  *rl;
-
+    ngx_int_t                            rc;
+    mlg_gcra_result_t                   *res;
+    ngx_http_ml_guard_ratelimit_ctx_t   *rl;
     ngx_http_ml_guard_ratelimit_conf_t  *rlcf;
 
     rlcf = ngx_http_get_module_loc_conf(r, ngx_http_ml_guard_limits_module);
@@ -1398,11 +1397,10 @@ static ngx_int_t
 ngx_http_ml_guard_ratelimit_step(ngx_http_request_t *r,
     ngx_http_ml_guard_ctx_t *ctx)
 {
-    ngx_int_t                           rc;
-    mlg_gcra_result_t                  *res;
-    ngx_http_ml_guard_limit_t          *lim;
-    ngx_http_ml_guard_ratelimit_ctx_t  *rl;
-
+    ngx_int_t                            rc;
+    mlg_gcra_result_t                   *res;
+    ngx_http_ml_guard_limit_t           *lim;
+    ngx_http_ml_guard_ratelimit_ctx_t   *rl;
     ngx_http_ml_guard_ratelimit_conf_t  *rlcf;
 
     rlcf = ngx_http_get_module_loc_conf(r, ngx_http_ml_guard_limits_module);
