@@ -22,28 +22,21 @@ my $server = q{
         ml_guard_rate_limit 1r/m burst=1;
         proxy_pass http://%%ECHO%%;
     }
-    location /iss-a {
-        ml_guard on;
-        ml_guard_jwt_key %%DIR%%/hs.secret;
-        ml_guard_jwt_issuer https://a.example;
-        ml_guard_rate_limit 1r/m burst=1;
-        proxy_pass http://%%ECHO%%;
-    }
-    location /iss-a2 {
-        ml_guard on;
-        ml_guard_jwt_key %%DIR%%/hs.secret;
-        ml_guard_jwt_issuer https://a.example;
-        ml_guard_rate_limit 1r/m burst=1;
-        proxy_pass http://%%ECHO%%;
-    }
-    location /iss-b {
-        ml_guard on;
-        ml_guard_jwt_key %%DIR%%/hs.secret;
-        ml_guard_jwt_issuer https://b.example;
-        ml_guard_rate_limit 1r/m burst=1;
-        proxy_pass http://%%ECHO%%;
-    }
+    ISSUERS
 };
+
+# the same JWT limit behind a required issuer: /iss-a and /iss-a2 share it
+my %iss = ('iss-a' => 'https://a.example', 'iss-a2' => 'https://a.example',
+           'iss-b' => 'https://b.example');
+my $issuers = join '', map { qq{
+    location /$_ {
+        ml_guard on;
+        ml_guard_jwt_key %%DIR%%/hs.secret;
+        ml_guard_jwt_issuer $iss{$_};
+        ml_guard_rate_limit 1r/m burst=1;
+        proxy_pass http://%%ECHO%%;
+    }} } sort keys %iss;
+$server =~ s/ISSUERS/$issuers/;
 
 for my $mode ('redis', 'local') {
     my $t = MLGuard::Test->new;
