@@ -94,16 +94,54 @@ mlg_buf_reset(mlg_buf_t *b)
     }
 }
 
+/*
+ * Length of the well-formed UTF-8 sequence at p (RFC 3629: no overlong
+ * forms, no surrogates, nothing past U+10FFFF), or 0.
+ */
+size_t
+mlg_utf8_len(const unsigned char *p, const unsigned char *end)
+{
+    unsigned char  lo = 0x80, hi = 0xbf;
+    size_t         n, i;
+
+    if (p[0] < 0x80) {
+        return 1;
+    }
+    if (p[0] >= 0xc2 && p[0] <= 0xdf) {
+        n = 2;
+    } else if (p[0] >= 0xe0 && p[0] <= 0xef) {
+        n = 3;
+        lo = p[0] == 0xe0 ? 0xa0 : 0x80;
+        hi = p[0] == 0xed ? 0x9f : 0xbf;
+    } else if (p[0] >= 0xf0 && p[0] <= 0xf4) {
+        n = 4;
+        lo = p[0] == 0xf0 ? 0x90 : 0x80;
+        hi = p[0] == 0xf4 ? 0x8f : 0xbf;
+    } else {
+        return 0;
+    }
+    if ((size_t) (end - p) < n || p[1] < lo || p[1] > hi) {
+        return 0;
+    }
+    for (i = 2; i < n; i++) {
+        if ((p[i] & 0xc0) != 0x80) {
+            return 0;
+        }
+    }
+    return n;
+}
+
 void
 mlg_json_str(mlg_buf_t *b, const char *s, size_t n)
 {
-    static const char  hex[] = "0123456789abcdef";
-    size_t             i;
-    unsigned char      c;
+    static const char     hex[] = "0123456789abcdef";
+    const unsigned char  *u = (const unsigned char *) s;
+    size_t                i, k;
+    unsigned char         c;
 
     mlg_buf_addc(b, '"');
     for (i = 0; i < n; i++) {
-        c = (unsigned char) s[i];
+        c = u[i];
         if (c == '"' || c == '\\') {
             mlg_buf_addc(b, '\\');
             mlg_buf_addc(b, (char) c);
@@ -111,8 +149,14 @@ mlg_json_str(mlg_buf_t *b, const char *s, size_t n)
             char  esc[6] = { '\\', 'u', '0', '0', hex[c >> 4], hex[c & 15] };
 
             mlg_buf_add(b, esc, sizeof(esc));
-        } else {
+        } else if (c < 0x80) {
             mlg_buf_addc(b, (char) c);
+        } else if ((k = mlg_utf8_len(u + i, u + n)) != 0) {
+            mlg_buf_add(b, u + i, k);
+            i += k - 1;
+        } else {
+            /* not UTF-8 (or a character cut short): U+FFFD, byte by byte */
+            mlg_buf_adds(b, "\\ufffd");
         }
     }
     mlg_buf_addc(b, '"');

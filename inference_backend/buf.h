@@ -21,7 +21,16 @@ void mlg_buf_printf(mlg_buf_t *b, const char *fmt, ...)
 void mlg_buf_free(mlg_buf_t *b);
 void mlg_buf_reset(mlg_buf_t *b);       /* empty, keeps the memory */
 
-/* JSON string literal (quotes included), escaping as RFC 8259 requires. */
+/*
+ * Length of the well-formed UTF-8 sequence at p (RFC 3629: no overlong form,
+ * no surrogate, nothing past U+10FFFF; p < end), or 0.
+ */
+size_t mlg_utf8_len(const unsigned char *p, const unsigned char *end);
+/*
+ * JSON string literal (quotes included), escaping as RFC 8259 requires; a
+ * byte that does not start a well-formed UTF-8 sequence becomes \ufffd, so
+ * the output is always valid UTF-8 JSON.
+ */
 void mlg_json_str(mlg_buf_t *b, const char *s, size_t n);
 /* Shortest text that reads back as the same double. */
 void mlg_json_double(mlg_buf_t *b, double d);

@@ -1,13 +1,14 @@
 /*
  * libFuzzer target for request handling: the first byte picks an endpoint,
  * the rest is the body, answered by the iris model (conf/models/iris.mlgf,
- * run from the repo root).
+ * run from the repo root).  Every response body must be valid UTF-8.
  */
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "buf.h"
 #include "protocol.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
@@ -27,6 +28,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     };
     const char         *t;
     char               *body, err[MLG_ERR_LEN];
+    size_t              i, k;
 
     if (served.model == NULL) {
         served.name = "iris";
@@ -45,5 +47,13 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     body[size - 1] = '\0';
     mlg_handle(&reg, &scratch, MLG_POST, t, strlen(t), body, size - 1, &resp);
     free(body);
+    for (i = 0; i < resp.body.len; i += k) {
+        k = mlg_utf8_len((const unsigned char *) resp.body.data + i,
+                         (const unsigned char *) resp.body.data + resp.body.len);
+        if (k == 0) {
+            fprintf(stderr, "response not UTF-8 at byte %zu\n", i);
+            abort();
+        }
+    }
     return 0;
 }

@@ -4,6 +4,7 @@
  *   ml-guard-backend --model [NAME=]FILE [--model ...] --listen unix:/path.sock
  *       [--listen tcp:127.0.0.1:PORT] [--threads N] [--model-key FILE]
  *       [--max-body BYTES] [--request-timeout MS] [--idle-timeout MS]
+ *       [--socket-mode MODE] [--socket-group GROUP]
  *
  * SIGTERM/SIGINT: stop, close connections, remove the socket file.
  * SIGHUP: reload every model (and the key file); a model that fails to load
@@ -12,6 +13,7 @@
 #define _GNU_SOURCE
 #include <arpa/inet.h>
 #include <errno.h>
+#include <grp.h>
 #include <netinet/in.h>
 #include <signal.h>
 #include <stdio.h>
@@ -37,6 +39,8 @@ typedef struct {
 static model_arg_t   model_args[MAX_MODELS];
 static int           n_models;
 static const char   *key_path;
+static mode_t        socket_mode = 0660;
+static gid_t         socket_gid = (gid_t) -1;     /* -1: keep the creator's */
 
 static void
 usage(FILE *f)
@@ -46,6 +50,7 @@ usage(FILE *f)
         "--listen unix:/path.sock\n"
         "           [--listen tcp:HOST:PORT] [--threads N] [--model-key FILE]\n"
         "           [--max-body BYTES] [--request-timeout MS] [--idle-timeout MS]\n"
+        "           [--socket-mode MODE (octal, default 0660)] [--socket-group GROUP]\n"
         "Endpoints: POST /predict, POST /v1/models/NAME:predict, "
         "POST /v2/models/NAME/infer,\n"
         "           GET /v2/health/live, /v2/health/ready, /v2/models/NAME, "
@@ -155,6 +160,72 @@ parse_long(const char *s, long lo, long hi, long *out)
     return 0;
 }
 
+/* An argument for an error message: control characters as \xHH. */
+static const char *
+printable(const char *s, char *buf, size_t cap)
+{
+    size_t  n = 0;
+
+    for (; *s != '\0' && n + 5 < cap; s++) {
+        if ((unsigned char) *s < 0x20 || *s == 0x7f) {
+            n += (size_t) snprintf(buf + n, cap - n, "\\x%02x", (unsigned char) *s);
+        } else {
+            buf[n++] = *s;
+        }
+    }
+    buf[n] = '\0';
+    return buf;
+}
+
+/* An octal permission mode, 0 to 0777 (at most four digits). */
+static int
+parse_mode(const char *s, mode_t *out)
+{
+    size_t  i, n = strlen(s);
+    mode_t  v = 0;
+
+    if (n == 0 || n > 4) {
+        return -1;
+    }
+    for (i = 0; i < n; i++) {
+        if (s[i] < '0' || s[i] > '7') {
+            return -1;
+        }
+        v = (mode_t) (v << 3 | (mode_t) (s[i] - '0'));
+    }
+    if (v > 0777) {
+        return -1;
+    }
+    *out = v;
+    return 0;
+}
+
+/* A group name, or a numeric gid, that exists. */
+static int
+parse_group(const char *s, gid_t *out)
+{
+    struct group   gr, *res = NULL;
+    char           buf[16384], *end;
+    unsigned long  v;
+
+    if (*s >= '0' && *s <= '9') {
+        errno = 0;
+        v = strtoul(s, &end, 10);
+        if (*end == '\0') {
+            if (errno != 0 || v >= (unsigned long) (gid_t) -1) {
+                return -1;
+            }
+            *out = (gid_t) v;
+            return 0;
+        }
+    }
+    if (getgrnam_r(s, &gr, buf, sizeof(buf), &res) != 0 || res == NULL) {
+        return -1;
+    }
+    *out = gr.gr_gid;
+    return 0;
+}
+
 /*
  * Loads every model.  With prev (a reload), a model that fails keeps its
  * previous version; without, any failure is fatal (returns NULL).
@@ -236,7 +307,8 @@ listen_unix(const char *path)
 {
     struct sockaddr_un  sa;
     struct stat         st;
-    int                 fd, probe;
+    mode_t              old_mask;
+    int                 fd, probe, rc, err;
 
     if (strlen(path) >= sizeof(sa.sun_path)) {
         fprintf(stderr, "ml-guard-backend: socket path too long: %s\n", path);
@@ -267,22 +339,42 @@ listen_unix(const char *path)
         unlink(path);
     }
     fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-    if (fd < 0 || bind(fd, (struct sockaddr *) &sa, sizeof(sa)) != 0) {
-        fprintf(stderr, "ml-guard-backend: bind %s: %s\n", path, strerror(errno));
+    /*
+     * Created 0600 (the threads do not run yet: umask is ours to change),
+     * then given its group, and only then opened up to --socket-mode: no
+     * moment where the wrong group may connect.
+     */
+    old_mask = umask(0177);
+    rc = fd < 0 ? -1 : bind(fd, (struct sockaddr *) &sa, sizeof(sa));
+    err = errno;
+    umask(old_mask);
+    if (rc != 0) {
+        fprintf(stderr, "ml-guard-backend: bind %s: %s\n", path, strerror(err));
         if (fd >= 0) {
             close(fd);
         }
         return -1;
     }
-    /* nginx workers run as another user (nobody) and must connect */
-    chmod(path, 0666);
+    if (socket_gid != (gid_t) -1 && lchown(path, (uid_t) -1, socket_gid) != 0) {
+        fprintf(stderr, "ml-guard-backend: --socket-group: cannot give %s to group "
+                "%lu: %s (the backend must run as root or as a member of the "
+                "group)\n", path, (unsigned long) socket_gid, strerror(errno));
+        goto failed;
+    }
+    if (chmod(path, socket_mode) != 0) {
+        fprintf(stderr, "ml-guard-backend: chmod %s: %s\n", path, strerror(errno));
+        goto failed;
+    }
     if (listen(fd, SOMAXCONN) != 0) {
         fprintf(stderr, "ml-guard-backend: listen %s: %s\n", path, strerror(errno));
-        close(fd);
-        unlink(path);
-        return -1;
+        goto failed;
     }
     return fd;
+
+failed:
+    close(fd);
+    unlink(path);
+    return -1;
 }
 
 static int
@@ -336,6 +428,8 @@ main(int argc, char **argv)
     struct stat         unix_st[MAX_LISTEN];
     int                 listen_fds[MAX_LISTEN];
     int                 n_listen = 0, n_unix = 0, i, sig, failures;
+    int                 socket_opts = 0;
+    char                pbuf[256];
     long                v;
     sigset_t            set;
     long                cores;
@@ -376,6 +470,21 @@ main(int argc, char **argv)
                 return 2;
             }
             conf.threads = (int) v;
+        } else if (strcmp(opt, "--socket-mode") == 0) {
+            if (parse_mode(val, &socket_mode) != 0) {
+                fprintf(stderr, "ml-guard-backend: bad --socket-mode '%s' (want an "
+                        "octal mode from 0 to 0777, e.g. 0660)\n",
+                        printable(val, pbuf, sizeof(pbuf)));
+                return 2;
+            }
+            socket_opts = 1;
+        } else if (strcmp(opt, "--socket-group") == 0) {
+            if (parse_group(val, &socket_gid) != 0) {
+                fprintf(stderr, "ml-guard-backend: --socket-group '%s': no such "
+                        "group\n", printable(val, pbuf, sizeof(pbuf)));
+                return 2;
+            }
+            socket_opts = 1;
         } else if (strcmp(opt, "--model-key") == 0) {
             key_path = val;
         } else if (strcmp(opt, "--max-body") == 0) {
@@ -406,6 +515,14 @@ main(int argc, char **argv)
         fprintf(stderr, "ml-guard-backend: need at least one --model and one "
                 "--listen\n");
         usage(stderr);
+        return 2;
+    }
+    for (i = 0; i < n_listen && strncmp(listen_args[i], "unix:", 5) != 0; i++) {
+        /* void */
+    }
+    if (socket_opts && i == n_listen) {
+        fprintf(stderr, "ml-guard-backend: --socket-mode and --socket-group apply "
+                "to --listen unix:PATH, and there is none\n");
         return 2;
     }
 

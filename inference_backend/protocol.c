@@ -270,7 +270,7 @@ predict_v2(const mlg_served_model_t *sm, mlg_scratch_t *sc, const char *body,
     mlg_buf_adds(b, ",\"model_version\":\"1\"");
     if (sc->rq.has_id) {
         mlg_buf_adds(b, ",\"id\":");
-        mlg_json_str(b, sc->rq.id, strlen(sc->rq.id));
+        mlg_json_str(b, sc->rq.id, sc->rq.id_len);
     }
     mlg_buf_adds(b, ",\"outputs\":[");
     if (sc->rq.want_label || m->kind == MLG_KIND_REGRESSOR) {

@@ -1,4 +1,5 @@
 #include "reqjson.h"
+#include "buf.h"
 
 #include <math.h>
 #include <stdarg.h>
@@ -303,6 +304,107 @@ read_string(scan_t *s, char *out, size_t cap)
         from++;
     }
     out[n] = '\0';
+    return 0;
+}
+
+static unsigned
+hex4(const char *p)
+{
+    unsigned  v = 0;
+    int       i;
+
+    for (i = 0; i < 4; i++) {
+        v = v << 4 | (unsigned) (p[i] <= '9' ? p[i] - '0' : (p[i] | 0x20) - 'a' + 10);
+    }
+    return v;
+}
+
+/*
+ * Reads the JSON string at s->p as text: escapes decoded (\uXXXX surrogate
+ * pairs to one code point), the whole string checked to be UTF-8.  At most
+ * cap - 1 bytes are kept, cut before the first code point that does not fit
+ * whole; out is NUL-terminated and *len is the bytes kept (U+0000 may be
+ * among them).  what names the member in errors, which never quote the text.
+ */
+static int
+read_text(scan_t *s, const char *what, char *out, size_t cap, size_t *len)
+{
+    const unsigned char  *p, *end;
+    unsigned char         enc[4];
+    unsigned              cp, lo;
+    size_t                n = 0, k;
+    int                   full = 0;
+
+    p = (const unsigned char *) s->p + 1;
+    if (skip_string(s) != 0) {
+        return -1;
+    }
+    end = (const unsigned char *) s->p - 1;      /* the closing quote */
+
+    while (p < end) {
+        if (*p == '\\') {
+            if (p[1] != 'u') {
+                enc[0] = (unsigned char) (p[1] == 'b' ? '\b' : p[1] == 'f' ? '\f'
+                                          : p[1] == 'n' ? '\n' : p[1] == 'r' ? '\r'
+                                          : p[1] == 't' ? '\t' : p[1]);
+                k = 1;
+                p += 2;
+            } else {
+                /* skip_string checked the four hex digits */
+                cp = hex4((const char *) p + 2);
+                p += 6;
+                if (cp >= 0xdc00 && cp <= 0xdfff) {
+                    return fail(s, "\"%s\" holds an unpaired UTF-16 surrogate "
+                                "(\\u%04X)", what, cp);
+                }
+                if (cp >= 0xd800 && cp <= 0xdbff) {
+                    if (end - p < 6 || p[0] != '\\' || p[1] != 'u'
+                        || (lo = hex4((const char *) p + 2)) < 0xdc00 || lo > 0xdfff)
+                    {
+                        return fail(s, "\"%s\" holds an unpaired UTF-16 surrogate "
+                                    "(\\u%04X)", what, cp);
+                    }
+                    cp = 0x10000 + ((cp - 0xd800) << 10) + (lo - 0xdc00);
+                    p += 6;
+                }
+                if (cp < 0x80) {
+                    enc[0] = (unsigned char) cp;
+                    k = 1;
+                } else if (cp < 0x800) {
+                    enc[0] = (unsigned char) (0xc0 | cp >> 6);
+                    enc[1] = (unsigned char) (0x80 | (cp & 0x3f));
+                    k = 2;
+                } else if (cp < 0x10000) {
+                    enc[0] = (unsigned char) (0xe0 | cp >> 12);
+                    enc[1] = (unsigned char) (0x80 | ((cp >> 6) & 0x3f));
+                    enc[2] = (unsigned char) (0x80 | (cp & 0x3f));
+                    k = 3;
+                } else {
+                    enc[0] = (unsigned char) (0xf0 | cp >> 18);
+                    enc[1] = (unsigned char) (0x80 | ((cp >> 12) & 0x3f));
+                    enc[2] = (unsigned char) (0x80 | ((cp >> 6) & 0x3f));
+                    enc[3] = (unsigned char) (0x80 | (cp & 0x3f));
+                    k = 4;
+                }
+            }
+        } else {
+            k = mlg_utf8_len(p, end);
+            if (k == 0) {
+                return fail(s, "\"%s\" is not valid UTF-8 (at offset %zu)",
+                            what, (size_t) ((const char *) p - s->start));
+            }
+            memcpy(enc, p, k);
+            p += k;
+        }
+        if (!full && n + k < cap) {
+            memcpy(out + n, enc, k);
+            n += k;
+        } else {
+            full = 1;
+        }
+    }
+    out[n] = '\0';
+    *len = n;
     return 0;
 }
 
@@ -894,7 +996,7 @@ v2_member(scan_t *s, const char *key, void *ctx)
     }
     if (strcmp(key, "id") == 0 && peek(s) == '"') {
         s->rq->has_id = 1;
-        return read_string(s, s->rq->id, sizeof(s->rq->id));
+        return read_text(s, "id", s->rq->id, sizeof(s->rq->id), &s->rq->id_len);
     }
     return 1;
 }

@@ -18,7 +18,8 @@ typedef struct {
     size_t   cols;
     int      want_proba;  /* V2: "predict_proba" requested in "outputs" */
     int      want_label;  /* V2: "predict" requested (or no "outputs") */
-    char     id[128];     /* V2: request "id", echoed */
+    char     id[128];     /* V2: request "id", decoded UTF-8, echoed; */
+    size_t   id_len;      /* at most 127 bytes (whole code points) */
     int      has_id;
     char     err[MLG_REQ_ERR_LEN];
 } mlg_request_t;

@@ -20,4 +20,20 @@ int mlg_conffile_each_line(const char *buf, size_t len, const char *name,
 char *mlg_conffile_read(const char *path, size_t max, size_t *len,
     char *err, size_t errlen);
 
+/* Longest secret mlg_conffile_read_secret() accepts, in bytes. */
+#define MLG_CONFFILE_SECRET_MAX  4096
+/* The buffer it reads into: the secret, a final CR LF, one byte more. */
+#define MLG_CONFFILE_SECRET_BUF  (MLG_CONFFILE_SECRET_MAX + 3)
+
+/*
+ * Reads a secret (e.g. a password) from a regular file that grants nothing
+ * to group or others: one line of at least one byte, an optional final
+ * newline (LF or CRLF), no other control character, into out (of
+ * MLG_CONFFILE_SECRET_BUF bytes, NUL-terminated).  Returns the secret's
+ * length, or -1 with "\"PATH\" reason" in err (never any byte of the file)
+ * and out wiped.
+ */
+long mlg_conffile_read_secret(const char *path, char *out, char *err,
+    size_t errlen);
+
 #endif /* MLG_CONFFILE_H */

@@ -1049,21 +1049,18 @@ check_claims(json_t *payload, const mlg_jwt_policy_t *policy,
         }
     }
 
-    /* the principal: a non-empty sub without control characters (it goes
-     * into logs, headers and rate-limit keys) */
+    /* the principal: sub, by the rule for every principal (it goes into
+     * logs, headers and rate-limit keys) */
     v = json_object_get(payload, "sub");
     if (!json_is_string(v)) {
         return MLG_JWT_CLAIMS;
     }
     s = json_string_value(v);
     len = json_string_length(v);
-    if (len == 0 || len > MLG_JWT_MAX_PRINCIPAL) {
+    if (len > MLG_JWT_MAX_PRINCIPAL
+        || mlg_principal_check((const unsigned char *) s, len) != MLG_PRINCIPAL_OK)
+    {
         return MLG_JWT_CLAIMS;
-    }
-    for (i = 0; i < len; i++) {
-        if ((unsigned char) s[i] < 0x20 || s[i] == 0x7f) {
-            return MLG_JWT_CLAIMS;
-        }
     }
     memcpy(id->principal, s, len);
     id->principal[len] = '\0';

@@ -17,12 +17,14 @@
 
 #include <stddef.h>
 
+#include "mlg_principal.h"
+
 /* Tokens longer than this are refused before any parsing. */
 #define MLG_JWT_MAX_TOKEN       8192
 /* Largest key file we read (a JWKS with many RSA keys fits easily). */
 #define MLG_JWT_MAX_KEY_FILE    (1024 * 1024)
-/* Longest accepted `sub`, in bytes. */
-#define MLG_JWT_MAX_PRINCIPAL   255
+/* Longest accepted `sub`, in bytes: that of every principal. */
+#define MLG_JWT_MAX_PRINCIPAL   MLG_PRINCIPAL_MAX
 /* Roles kept from a token; extra roles are ignored (fewer roles never
  * grant more access). */
 #define MLG_JWT_MAX_ROLES       32

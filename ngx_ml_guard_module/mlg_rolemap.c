@@ -1,13 +1,13 @@
 #include "mlg_rolemap.h"
 #include "mlg_apikeys.h"
 #include "mlg_conffile.h"
+#include "mlg_principal.h"
 
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #define MLG_ROLEMAP_FILE_MAX  (4 * 1024 * 1024)
-#define MLG_ROLEMAP_NAME_MAX  256
 
 struct mlg_rolemap_s {
     mlg_rolemap_entry_t  *entries;
@@ -58,6 +58,7 @@ mlg_rolemap_add(void *data, const char *s, size_t len, unsigned line,
 {
     mlg_rolemap_t        *map = data;
     size_t                cut, nlen, i;
+    mlg_principal_rc_e    rc;
     mlg_rolemap_entry_t  *e, *grown;
 
     cut = len;
@@ -72,8 +73,10 @@ mlg_rolemap_add(void *data, const char *s, size_t len, unsigned line,
         snprintf(msg, msglen, "expected \"SUBJECT_CN ROLE[,ROLE...]\"");
         return -1;
     }
-    if (nlen > MLG_ROLEMAP_NAME_MAX) {
-        snprintf(msg, msglen, "subject CN longer than %d bytes", MLG_ROLEMAP_NAME_MAX);
+    rc = mlg_principal_check((const unsigned char *) s, nlen);
+    if (rc != MLG_PRINCIPAL_OK) {
+        /* such a CN is refused at request time: it could never match */
+        snprintf(msg, msglen, "subject CN %s", mlg_principal_problem(rc));
         return -1;
     }
     for (i = 0; i < map->n; i++) {

@@ -88,6 +88,8 @@ static ngx_http_ml_guard_auth_method_t  ngx_http_ml_guard_api_key_method = {
     ngx_http_ml_guard_api_key_authenticate,
     ngx_http_ml_guard_api_key_challenge,
     NULL,
+    0,
+    ngx_string("ml_guard_api_keys"),
     0
 };
 

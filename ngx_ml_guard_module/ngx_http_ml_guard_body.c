@@ -139,12 +139,8 @@ ngx_http_ml_guard_body_step(ngx_http_request_t *r,
             return ctx->status;
         }
 
-        if (!ctx->body_done) {
-            ctx->body_waiting = 1;
-            return NGX_AGAIN;
-        }
-
-        return NGX_OK;
+        /* woken before the body is in: its completion runs the phases */
+        return ctx->body_done ? NGX_OK : NGX_DONE;
     }
 
     /* the first call */
@@ -159,33 +155,26 @@ ngx_http_ml_guard_body_step(ngx_http_request_t *r,
     }
 
     ctx->body_reading = 1;
+    ctx->body_wait = 1;
+
+    /*
+     * As nginx's mirror module does in the same position: the reader takes
+     * a reference to the request, which finalizing with NGX_DONE releases;
+     * the phases go on from the completion handler (at once when the body
+     * is already here), so the access phase returns NGX_DONE.  nginx's own
+     * error paths (413, client gone) then free the request normally.
+     */
 
     rc = ngx_http_read_client_request_body(r, ngx_http_ml_guard_body_done);
-
-    if (rc == NGX_ERROR) {
-        return NGX_ERROR;
-    }
 
     if (rc >= NGX_HTTP_SPECIAL_RESPONSE) {
         /* our filter's 413 has already set the reason */
         return rc;
     }
 
-    ctx->body_wait = 1;
+    ngx_http_finalize_request(r, NGX_DONE);
 
-    if (!ctx->body_done) {
-        /*
-         * The reader took a reference for a content handler to release by
-         * finalizing with NGX_DONE; the access phase has no such exit, so
-         * release it now: nginx's own error paths (413, client gone) then
-         * free the request normally.
-         */
-        r->main->count--;
-        ctx->body_waiting = 1;
-        return NGX_AGAIN;
-    }
-
-    return NGX_OK;
+    return NGX_DONE;
 }
 
 
@@ -199,13 +188,9 @@ ngx_http_ml_guard_body_done(ngx_http_request_t *r)
     ctx->body_done = 1;
     ctx->body_reading = 0;
 
-    if (!ctx->body_waiting) {
-        /* read at once: release the reader's reference (see above) */
-        r->main->count--;
-        return;
-    }
+    /* the reader left its own write handler in place while reading */
 
-    ctx->body_waiting = 0;
+    r->write_event_handler = ngx_http_core_run_phases;
     ngx_http_core_run_phases(r);
 }
 

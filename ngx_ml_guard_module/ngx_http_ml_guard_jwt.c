@@ -153,6 +153,8 @@ static ngx_http_ml_guard_auth_method_t  ngx_http_ml_guard_jwt_method = {
     ngx_http_ml_guard_jwt_authenticate,
     ngx_http_ml_guard_jwt_challenge,
     NULL,
+    0,
+    ngx_string("ml_guard_jwt_key"),
     0
 };
 

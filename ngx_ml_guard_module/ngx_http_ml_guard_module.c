@@ -19,9 +19,19 @@
  */
 
 #include "ngx_http_ml_guard_module.h"
+#include "mlg_principal.h"
+
+
+/* a location whose authentication is checked at postconfiguration */
+typedef struct {
+    ngx_http_ml_guard_loc_conf_t        *lcf;
+    ngx_str_t                           *name;
+} ngx_http_ml_guard_check_t;
 
 
 static ngx_int_t ngx_http_ml_guard_handler(ngx_http_request_t *r);
+static ngx_int_t ngx_http_ml_guard_final(ngx_http_request_t *r,
+    ngx_int_t status);
 static ngx_int_t ngx_http_ml_guard_authenticate(ngx_http_request_t *r,
     ngx_http_ml_guard_ctx_t *ctx);
 static ngx_int_t ngx_http_ml_guard_authorize(ngx_http_request_t *r,
@@ -35,12 +45,17 @@ static void *ngx_http_ml_guard_create_main_conf(ngx_conf_t *cf);
 static void *ngx_http_ml_guard_create_loc_conf(ngx_conf_t *cf);
 static char *ngx_http_ml_guard_merge_loc_conf(ngx_conf_t *cf, void *parent,
     void *child);
+static char *ngx_http_ml_guard_check_auth_later(ngx_conf_t *cf,
+    ngx_http_ml_guard_loc_conf_t *conf);
+static ngx_int_t ngx_http_ml_guard_check_auth(ngx_conf_t *cf);
 static ngx_int_t ngx_http_ml_guard_init(ngx_conf_t *cf);
 
 static char *ngx_http_ml_guard_auth(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
 static char *ngx_http_ml_guard_roles(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
+static ngx_int_t ngx_http_ml_guard_check_principal(ngx_http_request_t *r,
+    const char *method, const u_char *principal, size_t len);
 
 
 static ngx_command_t  ngx_http_ml_guard_commands[] = {
@@ -153,7 +168,9 @@ ngx_http_ml_guard_create_main_conf(ngx_conf_t *cf)
         || ngx_array_init(&mcf->methods, cf->pool, 4,
                           sizeof(ngx_http_ml_guard_auth_method_t *)) != NGX_OK
         || ngx_array_init(&mcf->auth_failed, cf->pool, 2,
-                          sizeof(ngx_http_ml_guard_auth_failed_pt)) != NGX_OK)
+                          sizeof(ngx_http_ml_guard_auth_failed_pt)) != NGX_OK
+        || ngx_array_init(&mcf->checks, cf->pool, 8,
+                          sizeof(ngx_http_ml_guard_check_t)) != NGX_OK)
     {
         return NULL;
     }
@@ -198,7 +215,107 @@ ngx_http_ml_guard_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
 
     /* conf->auth_configured: set by the methods' own merges */
 
+    return ngx_http_ml_guard_check_auth_later(cf, conf);
+}
+
+
+/*
+ * A location where ml_guard is on must have a way to authenticate, and every
+ * method ml_guard_auth names must be configured there: nginx -t fails
+ * otherwise.  The methods' merges run after this one, so the locations are
+ * noted here and checked at postconfiguration (ngx_http_ml_guard_check_auth).
+ * Server levels are not checked: their settings are completed by the
+ * locations that inherit them (a request matching no location is refused
+ * with 500 at request time, see ngx_http_ml_guard_authenticate()).
+ */
+static char *
+ngx_http_ml_guard_check_auth_later(ngx_conf_t *cf,
+    ngx_http_ml_guard_loc_conf_t *conf)
+{
+    ngx_http_conf_ctx_t            *ctx;
+    ngx_http_ml_guard_check_t      *check;
+    ngx_http_core_srv_conf_t       *cscf;
+    ngx_http_core_loc_conf_t       *clcf;
+    ngx_http_ml_guard_main_conf_t  *mcf;
+
+    if (!conf->enable || (conf->auth & NGX_HTTP_ML_GUARD_AUTH_NONE)) {
+        return NGX_CONF_OK;
+    }
+
+    /* merging a server{}'s own settings, not a location's */
+
+    ctx = cf->ctx;
+    cscf = ngx_http_conf_get_module_srv_conf(cf, ngx_http_core_module);
+
+    if (cscf->ctx->loc_conf == ctx->loc_conf) {
+        return NGX_CONF_OK;
+    }
+
+    clcf = ngx_http_conf_get_module_loc_conf(cf, ngx_http_core_module);
+    mcf = ngx_http_conf_get_module_main_conf(cf, ngx_http_ml_guard_module);
+
+    check = ngx_array_push(&mcf->checks);
+    if (check == NULL) {
+        return NGX_CONF_ERROR;
+    }
+
+    check->lcf = conf;
+    check->name = &clcf->name;
+
     return NGX_CONF_OK;
+}
+
+
+static ngx_int_t
+ngx_http_ml_guard_check_auth(ngx_conf_t *cf)
+{
+    u_char                            *p, *last, list[256];
+    ngx_uint_t                         i, j;
+    ngx_http_ml_guard_check_t         *check;
+    ngx_http_ml_guard_main_conf_t     *mcf;
+    ngx_http_ml_guard_auth_method_t  **m;
+
+    mcf = ngx_http_conf_get_module_main_conf(cf, ngx_http_ml_guard_module);
+    check = mcf->checks.elts;
+    m = mcf->methods.elts;
+
+    for (i = 0; i < mcf->checks.nelts; i++) {
+
+        if (check[i].lcf->auth == 0 && check[i].lcf->auth_configured == 0) {
+            p = list;
+            last = list + sizeof(list);
+
+            for (j = 0; j < mcf->methods.nelts; j++) {
+                p = ngx_slprintf(p, last, "%s%V", j ? ", " : "",
+                                 &m[j]->directive);
+            }
+
+            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                               "\"ml_guard\" is on in location \"%V\" but "
+                               "no authentication method is configured "
+                               "there: set one of %*s, or "
+                               "\"ml_guard_auth none\"",
+                               check[i].name, p - list, list);
+            return NGX_ERROR;
+        }
+
+        for (j = 0; j < mcf->methods.nelts; j++) {
+
+            if ((check[i].lcf->auth & m[j]->bit)
+                && !(check[i].lcf->auth_configured & m[j]->bit)
+                && !m[j]->conf_optional)
+            {
+                ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                                   "\"ml_guard_auth\" accepts %V in location "
+                                   "\"%V\" but no %V is set there",
+                                   &m[j]->name, check[i].name,
+                                   &m[j]->directive);
+                return NGX_ERROR;
+            }
+        }
+    }
+
+    return NGX_OK;
 }
 
 
@@ -400,7 +517,9 @@ ngx_http_ml_guard_init(ngx_conf_t *cf)
         return NGX_ERROR;
     }
 
-    return NGX_OK;
+    /* every merge is done: the methods have said where they are set up */
+
+    return ngx_http_ml_guard_check_auth(cf);
 }
 
 
@@ -559,7 +678,9 @@ ngx_http_ml_guard_handler(ngx_http_request_t *r)
 
     } else if (ctx->decision) {
         /* decided before an internal redirect to this location */
-        return ctx->decision == 1 ? NGX_DECLINED : (ngx_int_t) ctx->status;
+        return ctx->decision == 1
+               ? NGX_DECLINED
+               : ngx_http_ml_guard_final(r, (ngx_int_t) ctx->status);
     }
 
     mcf = ngx_http_get_module_main_conf(r, ngx_http_ml_guard_module);
@@ -580,12 +701,43 @@ ngx_http_ml_guard_handler(ngx_http_request_t *r)
                 return NGX_HTTP_INTERNAL_SERVER_ERROR;
             }
 
-            /* NGX_AGAIN/NGX_DONE: waiting; otherwise a denial status */
-            return rc == NGX_AGAIN ? NGX_DONE : rc;
+            if (rc == NGX_AGAIN || rc == NGX_DONE) {
+                /* waiting: the step resumes the phases when it can go on */
+                return NGX_DONE;
+            }
+
+            return ngx_http_ml_guard_final(r, rc);
         }
 
         ctx->step++;
     }
+}
+
+
+/*
+ * Makes a denial final whatever "satisfy" says.  Under "satisfy all" the
+ * access phase finalizes any refusal itself; under "satisfy any" a 401 or
+ * 403 would only be one vote, which a later allow (an address in "allow",
+ * auth_basic) overrides, so the request is finalized here.  An allow from
+ * ml-guard is NGX_DECLINED: it never ends the access phase, so the other
+ * access modules still decide among themselves as "satisfy" says.
+ */
+static ngx_int_t
+ngx_http_ml_guard_final(ngx_http_request_t *r, ngx_int_t status)
+{
+    ngx_http_core_loc_conf_t  *clcf;
+
+    clcf = ngx_http_get_module_loc_conf(r, ngx_http_core_module);
+
+    if (clcf->satisfy == NGX_HTTP_SATISFY_ALL
+        || (status != NGX_HTTP_UNAUTHORIZED && status != NGX_HTTP_FORBIDDEN))
+    {
+        return status;
+    }
+
+    ngx_http_finalize_request(r, status);
+
+    return NGX_DONE;
 }
 
 
@@ -595,6 +747,7 @@ ngx_http_ml_guard_authenticate(ngx_http_request_t *r,
 {
     ngx_int_t                          rc;
     ngx_uint_t                         i, methods;
+    ngx_http_ml_guard_ctx_t            first;
     ngx_http_ml_guard_reason_e         reason, failure;
     ngx_http_ml_guard_main_conf_t     *mcf;
     ngx_http_ml_guard_auth_method_t  **m;
@@ -622,9 +775,16 @@ ngx_http_ml_guard_authenticate(ngx_http_request_t *r,
         goto failed;
     }
 
-    /* any one valid credential suffices; else the first refusal counts */
+    /*
+     * Every credential presented for an accepted method is checked and must
+     * be valid: a refused one denies the request (and counts as a failure)
+     * even next to a valid one, so a valid credential cannot be used to try
+     * others unthrottled.  The principal is the first valid one, in the
+     * order the methods registered (api_key, jwt, mtls: see "config").
+     */
 
     failure = MLG_REASON_NONE;
+    ngx_memzero(&first, sizeof(ngx_http_ml_guard_ctx_t));
 
     m = mcf->methods.elts;
 
@@ -637,13 +797,31 @@ ngx_http_ml_guard_authenticate(ngx_http_request_t *r,
         rc = m[i]->authenticate(r, ctx, &reason);
 
         if (rc == NGX_OK) {
-            return NGX_OK;
-        }
+            if (first.auth_method.len == 0) {
+                first = *ctx;
+            }
 
-        if (rc == NGX_ERROR && failure == MLG_REASON_NONE) {
+        } else if (rc == NGX_ERROR && failure == MLG_REASON_NONE) {
             failure = reason;
         }
     }
+
+    if (failure == MLG_REASON_NONE && first.auth_method.len) {
+        ctx->principal = first.principal;
+        ctx->auth_method = first.auth_method;
+        ctx->auth_issuer = first.auth_issuer;
+        ctx->roles = first.roles;
+        ctx->role_list = first.role_list;
+        return NGX_OK;
+    }
+
+    /* a refused credential leaves the request without a principal */
+
+    ngx_str_null(&ctx->principal);
+    ngx_str_null(&ctx->auth_method);
+    ngx_str_null(&ctx->auth_issuer);
+    ngx_str_null(&ctx->roles);
+    ctx->role_list = NULL;
 
     if (failure == MLG_REASON_NONE) {
         failure = MLG_REASON_MISSING_CREDENTIALS;
@@ -694,12 +872,40 @@ failed:
     case MLG_REASON_INVALID_CLIENT_CERT:
         return ngx_http_ml_guard_deny(r, ctx, failure,
                                       "the client certificate did not "
-                                      "verify");
+                                      "verify, or its subject is not one "
+                                      "usable name");
 
     default:
         return ngx_http_ml_guard_deny(r, ctx, failure,
                                       "the bearer token is not valid");
     }
+}
+
+
+/*
+ * Every principal, whatever its source, obeys mlg_principal_check(): it
+ * goes into headers sent upstream, rate-limit keys and log lines.  A
+ * refused one is logged escaped and the credential is refused.
+ */
+static ngx_int_t
+ngx_http_ml_guard_check_principal(ngx_http_request_t *r, const char *method,
+    const u_char *principal, size_t len)
+{
+    char                shown[128];
+    mlg_principal_rc_e  rc;
+
+    rc = mlg_principal_check(principal, len);
+    if (rc == MLG_PRINCIPAL_OK) {
+        return NGX_OK;
+    }
+
+    mlg_principal_escape(shown, sizeof(shown), principal, len);
+
+    ngx_log_error(NGX_LOG_INFO, r->connection->log, 0,
+                  "ml_guard: refused the %s identity \"%s\": it %s",
+                  method, shown, mlg_principal_problem(rc));
+
+    return NGX_ERROR;
 }
 
 
@@ -710,6 +916,12 @@ ngx_http_ml_guard_set_principal(ngx_http_request_t *r,
 {
     u_char     *p, *end, *comma;
     ngx_str_t  *role;
+
+    if (ngx_http_ml_guard_check_principal(r, method, principal, len)
+        != NGX_OK)
+    {
+        return NGX_ERROR;
+    }
 
     ctx->auth_method.data = (u_char *) method;
     ctx->auth_method.len = ngx_strlen(method);

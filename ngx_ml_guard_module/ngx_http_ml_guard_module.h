@@ -18,10 +18,12 @@
  *
  * A step returns:
  *   NGX_OK          passed, go on with the next step
- *   NGX_AGAIN       waiting for an event (Redis reply, the body): the feature
- *                   resumes the phase engine (ngx_http_ml_guard_wake() or
- *                   ngx_http_core_run_phases()); the same step is then
- *                   called again
+ *   NGX_AGAIN       waiting for an event (Redis reply): the feature calls
+ *                   ngx_http_ml_guard_wake(r) when the result is in ctx;
+ *                   the same step is then called again
+ *   NGX_DONE        the step handed the request to nginx (the body read:
+ *                   ngx_http_ml_guard_body.c), which resumes the phases;
+ *                   the same step is then called again
  *   NGX_HTTP_xxx    denied: the value returned by ngx_http_ml_guard_deny()
  *   NGX_ERROR       internal error (500)
  */
@@ -69,6 +71,7 @@ typedef struct {
     ngx_array_t                          steps;       /* of ngx_http_ml_guard_step_t */
     ngx_array_t                          methods;     /* of ngx_http_ml_guard_auth_method_t * */
     ngx_array_t                          auth_failed; /* of ngx_http_ml_guard_auth_failed_pt */
+    ngx_array_t                          checks;      /* of ngx_http_ml_guard_check_t */
 } ngx_http_ml_guard_main_conf_t;
 
 
@@ -146,7 +149,6 @@ typedef struct {
     off_t                                body_received;
     unsigned                             body_wait:1;
     unsigned                             body_reading:1;
-    unsigned                             body_waiting:1;
     unsigned                             body_done:1;
     unsigned                             problem_swap:1;
     unsigned                             problem_sending:1;
@@ -185,6 +187,10 @@ typedef struct {
     ngx_http_ml_guard_challenge_pt       challenge;     /* NULL: none */
     ngx_http_ml_guard_nginx_error_pt     nginx_error;   /* NULL: none */
     ngx_uint_t                           bit;           /* set by the core */
+    /* the directive that configures it (named in nginx -t's messages) */
+    ngx_str_t                            directive;
+    /* 1: accepted by ml_guard_auth also where that directive is not set */
+    ngx_uint_t                           conf_optional;
 } ngx_http_ml_guard_auth_method_t;
 
 /*

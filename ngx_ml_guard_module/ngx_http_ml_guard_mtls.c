@@ -2,14 +2,16 @@
  * Client certificates: ml_guard_mtls_roles FILE.
  *
  * nginx verifies the chain (ssl_verify_client, ssl_client_certificate,
- * ssl_crl); this module takes the subject CN as the principal and its
- * roles from the role map (mlg_rolemap.c), loaded at configuration time.
+ * ssl_crl); this module verifies a resumed session's certificate again
+ * (mlg_tlspeer.c), takes the subject CN as the principal and its roles
+ * from the role map (mlg_rolemap.c), loaded at configuration time.
  * An authentication method of the core; it also claims nginx's own 400
  * for a certificate that failed verification, as a problem document.
  */
 
 #include "ngx_http_ml_guard_module.h"
 #include "mlg_rolemap.h"
+#include "mlg_tlspeer.h"
 
 
 typedef struct {
@@ -19,6 +21,9 @@ typedef struct {
 
 static ngx_int_t ngx_http_ml_guard_mtls_authenticate(ngx_http_request_t *r,
     ngx_http_ml_guard_ctx_t *ctx, ngx_http_ml_guard_reason_e *reason);
+#if (NGX_HTTP_SSL)
+static ngx_int_t ngx_http_ml_guard_mtls_verified(ngx_http_request_t *r);
+#endif
 static ngx_int_t ngx_http_ml_guard_mtls_challenge(ngx_http_request_t *r,
     ngx_http_ml_guard_ctx_t *ctx, ngx_uint_t alone);
 static ngx_http_ml_guard_reason_e ngx_http_ml_guard_mtls_nginx_error(
@@ -80,7 +85,9 @@ static ngx_http_ml_guard_auth_method_t  ngx_http_ml_guard_mtls_method = {
     ngx_http_ml_guard_mtls_authenticate,
     ngx_http_ml_guard_mtls_challenge,
     ngx_http_ml_guard_mtls_nginx_error,
-    0
+    0,
+    ngx_string("ml_guard_mtls_roles"),
+    1   /* without a role map: principals without roles */
 };
 
 
@@ -172,8 +179,10 @@ ngx_http_ml_guard_mtls_roles(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 
 /*
  * mTLS: nginx verified the chain (ssl_verify_client optional|on, with
- * ssl_client_certificate and ssl_crl); the principal is the subject CN.
- * NGX_DECLINED when no certificate was sent.
+ * ssl_client_certificate and ssl_crl) in a full handshake; a resumed
+ * session's certificate is verified again here.  The principal is the
+ * subject CN (one, by the principal rule of set_principal).  NGX_DECLINED
+ * when no certificate was sent.
  */
 static ngx_int_t
 ngx_http_ml_guard_mtls_authenticate(ngx_http_request_t *r,
@@ -205,7 +214,7 @@ ngx_http_ml_guard_mtls_authenticate(ngx_http_request_t *r,
     rc = NGX_ERROR;
     cn = NULL;
 
-    if (SSL_get_verify_result(r->connection->ssl->connection) != X509_V_OK) {
+    if (ngx_http_ml_guard_mtls_verified(r) != NGX_OK) {
         goto done;
     }
 
@@ -220,7 +229,7 @@ ngx_http_ml_guard_mtls_authenticate(ngx_http_request_t *r,
 
     entry = X509_NAME_get_entry(subject, idx);
     len = ASN1_STRING_to_UTF8(&cn, X509_NAME_ENTRY_get_data(entry));
-    if (len <= 0 || ngx_strlchr(cn, cn + len, '\0') != NULL) {
+    if (len <= 0) {
         goto done;
     }
 
@@ -247,6 +256,38 @@ done:
     return NGX_DECLINED;
 #endif
 }
+
+
+#if (NGX_HTTP_SSL)
+
+/*
+ * NGX_OK when the client certificate verifies now: a resumed TLS session's
+ * certificate is verified again against the current CA and CRL (its cached
+ * result may predate a revocation and a reload).
+ */
+static ngx_int_t
+ngx_http_ml_guard_mtls_verified(ngx_http_request_t *r)
+{
+    int   reverified;
+    long  result;
+
+    result = mlg_tls_peer_verify(r->connection->ssl->connection, &reverified);
+
+    if (result == X509_V_OK) {
+        return NGX_OK;
+    }
+
+    if (reverified) {
+        ngx_log_error(NGX_LOG_INFO, r->connection->log, 0,
+                      "ml_guard: client certificate of a resumed TLS session "
+                      "does not verify now (%l:%s)",
+                      result, X509_verify_cert_error_string(result));
+    }
+
+    return NGX_DECLINED;
+}
+
+#endif
 
 
 /* Only when client certificates are the one method accepted here. */

@@ -99,6 +99,9 @@ ngx_http_ml_guard_add_header(ngx_http_request_t *r, const char *name,
     }
 
     h->hash = 1;
+#if (nginx_version >= 1023000)
+    h->next = NULL;     /* nginx >= 1.23 chains headers of one name */
+#endif
     h->key.data = (u_char *) name;
     h->key.len = ngx_strlen(name);
     h->value = *value;
@@ -367,11 +370,17 @@ ngx_http_ml_guard_header_filter(ngx_http_request_t *r)
         return ngx_http_next_header_filter(r);
     }
 
-    if (r->upstream != NULL) {
+    ctx = ngx_http_get_module_ctx(r, ngx_http_ml_guard_module);
+
+    /*
+     * Our own denial first: r->upstream stays set after an internal
+     * redirect from a proxied location (X-Accel-Redirect), so it does not
+     * say that this response comes from an upstream.
+     */
+
+    if (r->upstream != NULL && (ctx == NULL || !ctx->problem_swap)) {
         return ngx_http_ml_guard_upstream_error(r);
     }
-
-    ctx = ngx_http_get_module_ctx(r, ngx_http_ml_guard_module);
 
     if (ctx == NULL || !ctx->problem_swap) {
 

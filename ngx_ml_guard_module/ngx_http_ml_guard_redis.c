@@ -30,6 +30,7 @@
 #include <openssl/evp.h>
 
 #include "ngx_http_ml_guard_redis.h"
+#include "mlg_conffile.h"
 
 
 #define NGX_HTTP_ML_GUARD_REDIS_BACKOFF_MIN  100
@@ -144,7 +145,7 @@ ngx_http_ml_guard_redis_create_conf(ngx_conf_t *cf)
 }
 
 
-/* ml_guard_redis ADDRESS [timeout=] [fail=] [password=] [db=] */
+/* ml_guard_redis ADDRESS [timeout=] [fail=] [password=|password_file=] [db=] */
 static char *
 ngx_http_ml_guard_redis(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 {
@@ -154,11 +155,68 @@ ngx_http_ml_guard_redis(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 
 /* ---- configuration ---------------------------------------------------- */
 
+static void
+ngx_http_ml_guard_redis_wipe(void *data)
+{
+    ngx_str_t  *secret = data;
+
+    ngx_explicit_memzero(secret->data, secret->len);
+}
+
+
+/*
+ * password_file=FILE: the password read now (by the master, before it drops
+ * privileges) from a file that only its owner may access; wiped from memory
+ * with the configuration.  Messages name the file, never its content.
+ */
+static char *
+ngx_http_ml_guard_redis_password_file(ngx_conf_t *cf, ngx_str_t *file,
+    ngx_str_t *password)
+{
+    long                 n;
+    char                 buf[MLG_CONFFILE_SECRET_BUF], err[NGX_MAX_PATH + 128];
+    ngx_pool_cleanup_t  *cln;
+
+    if (password->len) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0, "ml_guard_redis: password= and "
+                           "password_file= are mutually exclusive");
+        return NGX_CONF_ERROR;
+    }
+
+    if (ngx_conf_full_name(cf->cycle, file, 1) != NGX_OK) {
+        return NGX_CONF_ERROR;
+    }
+
+    n = mlg_conffile_read_secret((char *) file->data, buf, err, sizeof(err));
+    if (n < 0) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "ml_guard_redis: password_file %s", err);
+        return NGX_CONF_ERROR;
+    }
+
+    cln = ngx_pool_cleanup_add(cf->pool, sizeof(ngx_str_t));
+    password->data = ngx_pnalloc(cf->pool, (size_t) n);
+    if (cln == NULL || password->data == NULL) {
+        ngx_explicit_memzero(buf, sizeof(buf));
+        return NGX_CONF_ERROR;
+    }
+
+    ngx_memcpy(password->data, buf, (size_t) n);
+    password->len = (size_t) n;
+    ngx_explicit_memzero(buf, sizeof(buf));
+
+    *(ngx_str_t *) cln->data = *password;
+    cln->handler = ngx_http_ml_guard_redis_wipe;
+
+    return NGX_CONF_OK;
+}
+
+
 char *
 ngx_http_ml_guard_redis_parse(ngx_conf_t *cf,
     ngx_http_ml_guard_redis_conf_t *rcf)
 {
-    ngx_str_t   *value, s;
+    ngx_str_t   *value, s, pwfile;
     ngx_url_t    u;
     ngx_uint_t   i;
     ngx_int_t    n;
@@ -169,6 +227,7 @@ ngx_http_ml_guard_redis_parse(ngx_conf_t *cf,
     }
 
     value = cf->args->elts;
+    ngx_str_null(&pwfile);
 
     rcf->address = value[1];
     rcf->timeout = 50;
@@ -254,6 +313,20 @@ ngx_http_ml_guard_redis_parse(ngx_conf_t *cf,
             continue;
         }
 
+        if (ngx_strncmp(value[i].data, "password_file=", 14) == 0) {
+            if (pwfile.data != NULL) {
+                ngx_conf_log_error(NGX_LOG_EMERG, cf, 0, "ml_guard_redis: "
+                                   "password_file= given twice");
+                return NGX_CONF_ERROR;
+            }
+            pwfile.data = value[i].data + 14;
+            pwfile.len = value[i].len - 14;
+            if (pwfile.len == 0) {
+                goto invalid;
+            }
+            continue;
+        }
+
         if (ngx_strncmp(value[i].data, "db=", 3) == 0) {
             rcf->db = ngx_atoi(value[i].data + 3, value[i].len - 3);
             if (rcf->db == NGX_ERROR || rcf->db > 65535) {
@@ -265,19 +338,27 @@ ngx_http_ml_guard_redis_parse(ngx_conf_t *cf,
         goto invalid;
     }
 
+    if (pwfile.data != NULL) {
+        return ngx_http_ml_guard_redis_password_file(cf, &pwfile,
+                                                     &rcf->password);
+    }
+
     return NGX_CONF_OK;
 
 invalid:
 
     /* never echo a password back */
-    if (ngx_strncmp(value[i].data, "password=", 9) == 0) {
-        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                           "ml_guard_redis: empty password=");
+    if (ngx_strncmp(value[i].data, "password=", 9) == 0
+        || ngx_strncmp(value[i].data, "password_file=", 14) == 0)
+    {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0, "ml_guard_redis: empty %*s",
+                           (size_t) value[i].len, value[i].data);
     } else {
         ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
                            "ml_guard_redis: invalid parameter \"%V\" "
                            "(expected timeout=TIME, fail=local|open|closed, "
-                           "password=SECRET, db=N)", &value[i]);
+                           "password=SECRET or password_file=FILE, db=N)",
+                           &value[i]);
     }
 
     return NGX_CONF_ERROR;

@@ -65,7 +65,8 @@ extern ngx_module_t  ngx_http_ml_guard_redis_module;
 /* ml_guard_redis is configured */
 #define ngx_http_ml_guard_redis_set(rcf)  ((rcf)->address.len != 0)
 
-/* Parses "ml_guard_redis ADDRESS [timeout=] [fail=] [password=] [db=]". */
+/* Parses "ml_guard_redis ADDRESS [timeout=] [fail=] [password=|password_file=]
+ * [db=]". */
 char *ngx_http_ml_guard_redis_parse(ngx_conf_t *cf,
     ngx_http_ml_guard_redis_conf_t *rcf);
 

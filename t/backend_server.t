@@ -117,15 +117,54 @@ PY
 }
 ok(!-e $b->socket_path, 'socket file removed');
 
-# --- SIGINT, world-writable socket ---
+# --- SIGINT; the socket is 0660 by default ---
 $b = MLGuard::Backend->start(models => ['conf/models/iris.mlgf'], threads => 1);
-is((stat $b->socket_path)[2] & 0777, 0666, 'socket is 0666 (nginx workers run as nobody)');
+is((stat $b->socket_path)[2] & 07777, 0660, 'socket is 0660 by default: owner and group only');
+is((stat $b->socket_path)[5], (split ' ', $))[0], 'and keeps the backend\'s group without --socket-group');
 my $hold = $b->connect;
 $b->signal('INT');
 ok($b->wait_exit(10), 'SIGINT: exits');
 is($b->exit_status, 0, 'exit status 0');
 ok($hold->wait_closed(5), 'open connection closed at shutdown');
 ok(!-e $b->socket_path, 'socket removed');
+
+# --- --socket-mode and --socket-group ---
+{
+    # a group the backend may give its socket: any group when root, else its own
+    my @gids = split ' ', $);
+    my ($gname, $gid) = $> == 0 && defined getgrnam('nogroup') ? ('nogroup', scalar getgrnam('nogroup'))
+                                                                : (scalar getgrgid($gids[0]), $gids[0]);
+    my $x = MLGuard::Backend->start(models => ['conf/models/iris.mlgf'], threads => 1,
+                                    args => ['--socket-mode', '0600']);
+    is((stat $x->socket_path)[2] & 07777, 0600, '--socket-mode 0600');
+    $x->stop;
+    $x = MLGuard::Backend->start(models => ['conf/models/iris.mlgf'], threads => 1,
+                                 args => ['--socket-mode', '640', '--socket-group', $gname]);
+    my @st = stat $x->socket_path;
+    is($st[2] & 07777, 0640, '--socket-mode 640 (octal without the leading 0)');
+    is($st[5], $gid, "--socket-group $gname: the socket belongs to that group");
+    is($x->request(GET => '/v2/health/ready')->{status}, 200, 'and serves');
+    $x->stop;
+    $x = MLGuard::Backend->start(models => ['conf/models/iris.mlgf'], threads => 1,
+                                 args => ['--socket-group', $gid]);
+    @st = stat $x->socket_path;
+    is_deeply([$st[2] & 07777, $st[5]], [0660, $gid], "--socket-group $gid (numeric): 0660 and that group");
+    $x->stop;
+}
+
+# a backend that may not give its socket to the group says so and leaves no socket
+SKIP: {
+    skip 'needs root to run the backend as another user', 3 unless $> == 0 && -x '/usr/bin/setpriv';
+    my ($uid, $gid) = (getpwnam('daemon'))[2, 3];
+    skip 'no user daemon', 3 unless defined $uid;
+    my $udir = tempdir('mlg-sockgrp-XXXXXX', TMPDIR => 1, CLEANUP => 1);
+    chown $uid, $gid, $udir;
+    my $out = `/usr/bin/setpriv --reuid=$uid --regid=$gid --clear-groups @{[MLGuard::Backend::binary()]} --model conf/models/iris.mlgf --listen unix:$udir/b.sock --socket-group nogroup 2>&1`;
+    isnt($?, 0, 'a user outside --socket-group: error status');
+    like($out, qr/--socket-group: cannot give \S+b\.sock to group 65534: Operation not permitted \(the backend must run as root or as a member of the group\)/,
+         'and says why') or diag $out;
+    ok(!-e "$udir/b.sock", 'no socket left behind');
+}
 
 # --- a stale socket file is replaced; a live one is refused ---
 my $sdir = tempdir('mlg-sock-XXXXXX', TMPDIR => 1, CLEANUP => 1);
@@ -171,5 +210,20 @@ fails('bad threads', qr/--threads wants 1\.\.256/, '--model', 'conf/models/iris.
 fails('duplicate name', qr/model name "iris" used twice/,
       '--model', 'conf/models/iris.mlgf', '--model', 'conf/models/iris.mlgf');
 fails('bad name', qr/bad model name/, '--model', 'a b=conf/models/iris.mlgf');
+for my $mode ('0888', '1777', '04660', 'rw-rw----', '', '0x1b6', '-660', '00000660') {
+    fails("--socket-mode '$mode'", qr/bad --socket-mode '\Q$mode\E' \(want an octal mode from 0 to 0777, e\.g\. 0660\)/,
+          '--model', 'conf/models/iris.mlgf', '--socket-mode', $mode);
+}
+fails('unknown group', qr/--socket-group 'no-such-group-mlg': no such group/,
+      '--model', 'conf/models/iris.mlgf', '--socket-group', 'no-such-group-mlg');
+fails('bad gid', qr/--socket-group '4294967296': no such group/,
+      '--model', 'conf/models/iris.mlgf', '--socket-group', '4294967296');
+fails('group with a control character', qr/--socket-group 'a\\x0ab': no such group/,
+      '--model', 'conf/models/iris.mlgf', '--socket-group', "a\nb");
+{
+    my $out = `@{[MLGuard::Backend::binary()]} --model conf/models/iris.mlgf --listen tcp:127.0.0.1:1 --socket-mode 0600 2>&1`;
+    isnt($?, 0, '--socket-mode with only a TCP listener: error status');
+    like($out, qr/--socket-mode and --socket-group apply to --listen unix:PATH, and there is none/, 'and says why');
+}
 
 done_testing;

@@ -74,5 +74,57 @@ my $out = conf_ok("location / { ml_guard_api_keys " . $t->write_file('empty.txt'
                   'an empty key file loads');
 like $out, qr/holds no keys/, 'with a warning';
 
+
+# A location where ml_guard is on must be able to authenticate: nginx -t
+# fails (naming the location) when it has no method at all, or when
+# ml_guard_auth accepts a method that is not configured there.  Only the
+# effective settings of locations count: ml_guard on at http or server level
+# with the keys in each location is a valid configuration.
+my $secret = $t->write_file('hs.secret', 'x' x 64);
+
+conf_fails('location /m { ml_guard on; }',
+           qr/"ml_guard" is on in location "\/m" but no authentication method is configured there/,
+           'ml_guard on without any method');
+conf_fails("location /m { ml_guard on; ml_guard_auth jwt; ml_guard_api_keys $keys; }",
+           qr/"ml_guard_auth" accepts jwt in location "\/m" but no ml_guard_jwt_key is set there/,
+           'jwt accepted without a JWT key');
+conf_fails("location /m { ml_guard on; ml_guard_auth api_key jwt; ml_guard_jwt_key $secret; }",
+           qr/"ml_guard_auth" accepts api_key in location "\/m" but no ml_guard_api_keys is set there/,
+           'api_key accepted without a key file');
+conf_fails("location /m { ml_guard on; location /m/a { ml_guard_api_keys $keys; } }",
+           qr/location "\/m" but no authentication method/,
+           'an outer location serving requests itself needs a method too');
+conf_fails("location /ok { ml_guard_api_keys $keys; } location /m { }",
+           qr/location "\/m" but no authentication method/,
+           'ml_guard on at http level: a location without keys fails', http => 'ml_guard on;');
+conf_fails("location /m { ml_guard on; ml_guard_auth jwt; }",
+           qr/accepts jwt in location "\/m"/, 'jwt key inherited nowhere', http => "ml_guard_api_keys $keys;");
+
+conf_ok("location /m { ml_guard on; ml_guard_api_keys $keys; }", 'a key file');
+conf_ok("location /m { ml_guard on; ml_guard_jwt_key $secret; }", 'a JWT key');
+conf_ok("location /m { ml_guard on; ml_guard_auth none; }", 'ml_guard_auth none');
+conf_ok("location /m { ml_guard on; ml_guard_auth mtls; }", 'mtls (the role map is optional)');
+conf_ok("location /m { ml_guard on; ml_guard_auth api_key jwt; ml_guard_api_keys $keys; "
+        . "ml_guard_jwt_key $secret; }", 'both methods configured');
+conf_ok("location /a { ml_guard_api_keys $keys; } location /b { ml_guard_jwt_key $secret; } "
+        . 'location /off { ml_guard off; }',
+        'ml_guard on at http level, a method in every location that has it on', http => 'ml_guard on;');
+conf_ok("ml_guard on; location /a { ml_guard_api_keys $keys; } location /off { ml_guard off; }",
+        'ml_guard on at server level, keys in the location');
+conf_ok("location /m { ml_guard on; ml_guard_auth jwt; }", 'keys inherited from http',
+        http => "ml_guard_jwt_key $secret;");
+conf_ok("location /m { ml_guard on; ml_guard_api_keys $keys; if (\$arg_x) { return 418; } "
+        . 'limit_except GET { deny all; } }', 'if and limit_except inside a guarded location');
+conf_ok("location /m { ml_guard on; ml_guard_api_keys $keys; location /m/in { } }",
+        'a nested location inherits the keys');
+
+# a server level with ml_guard on serves a request that matches no location
+# with its own settings: without a method that is refused at request time
+$t->start_echo;
+$t->start_nginx(server => "ml_guard on; location /a { ml_guard_api_keys $keys; proxy_pass http://%%ECHO%%; }");
+is $t->request(GET => '/a')->{status}, 401, 'the location with keys asks for a key';
+is $t->request(GET => '/elsewhere')->{status}, 500, 'no location matches, no method at server level: 500';
+like $t->read_file('logs/error.log'), qr/no authentication method is configured/, 'and says why in the error log';
+
 $t->stop;
 done_testing;

@@ -205,9 +205,12 @@ check('/jwks', $k->token(alg => 'RS256', key => 'rsa1', header => { kid => 'enc-
     is $res->{headers}{'x-echo-h-x-method'}, 'jwt', 'both: auth method jwt';
     is $res->{headers}{'x-echo-h-x-roles'}, 'predict', 'both: roles from the token';
     $res = call('/both', hs(), 'X-API-Key' => 'wrong-key');
-    is $res->{status}, 200, 'both: a valid JWT wins over a wrong API key';
+    is $res->{json}{reason}, 'invalid_api_key', 'both: a wrong API key is refused next to a valid JWT';
     $res = call('/both', 'garbage', 'X-API-Key' => $api_key);
-    is $res->{status}, 200, 'both: a valid API key wins over a bad JWT';
+    is $res->{json}{reason}, 'invalid_token', 'both: a bad JWT is refused next to a valid API key';
+    $res = call('/both', hs(roles => ['predict']), 'X-API-Key' => $api_key);
+    is $res->{status}, 200, 'both: two valid credentials: 200';
+    is $res->{headers}{'x-echo-h-x-principal'}, 'svc-batch', 'both: the API key names the principal';
     $res = call('/both', 'garbage');
     is $res->{json}{reason}, 'invalid_token', 'both: bad JWT alone -> invalid_token';
     $res = $t->request(GET => '/both');

@@ -1,5 +1,7 @@
 # Mutual TLS for service-to-service callers: ml_guard_auth mtls and
-# ml_guard_mtls_roles, with a private CA (valid, other CA, none, revoked).
+# ml_guard_mtls_roles, with a private CA (valid, other CA, none, revoked),
+# and subject CNs that must not become a principal (control characters
+# would reach the headers sent upstream and the logs).
 use strict;
 use warnings;
 use lib 't/lib';
@@ -14,6 +16,17 @@ my ($srv_cert, $srv_key) = $ca->issue('localhost', server => 1);
 my %client;
 $client{$_} = [$ca->issue($_)] for 'billing.internal', 'Batch Scoring', 'unlisted.internal', 'revoked.internal';
 $client{foreign} = [$other->issue('billing.internal')];
+my %bad_cn = (
+    'CR LF'      => "evil\r\nX-Injected: yes",
+    'LF'         => "evil\nX-Injected: yes",
+    'tab'        => "tab\there",
+    'DEL'        => "del\x7fete",
+    'NEL (C1)'   => "nel\xc2\x85line",
+);
+for my $what (sort keys %bad_cn) {
+    $client{$what} = [$ca->issue($bad_cn{$what}, file => "bad-$what", utf8 => 1)];
+}
+$client{utf8} = [$ca->issue("Z\xc3\xbcrich scoring", file => 'zurich', utf8 => 1)];
 $ca->revoke($client{'revoked.internal'}[0]);
 my $crl = $ca->crl;
 
@@ -38,6 +51,11 @@ $t->start_nginx(listen => 'ssl', server => qq{
         ml_guard on;
         ml_guard_auth mtls;
         ml_guard_roles predict;
+        proxy_pass http://%%ECHO%%;
+    }
+    location /open {
+        ml_guard on;
+        ml_guard_auth mtls;
         proxy_pass http://%%ECHO%%;
     }
     location /either {
@@ -86,7 +104,25 @@ is $r->{status}, 200, 'API key accepted where api_key and mtls are';
 $r = with_cert('billing.internal', '/either');
 is $r->{status}, 200, 'certificate accepted where api_key and mtls are';
 $r = with_cert('billing.internal', '/either', 'X-API-Key' => random_key());
-is $r->{status}, 200, 'any one valid credential suffices (bad key, good certificate)';
+is $r->{status}, 401, 'every presented credential must be valid (bad key, good certificate): 401';
+is $r->{json}{reason}, 'invalid_api_key', 'bad key next to a good certificate: invalid_api_key';
+
+# a CN that is not a usable identity: no principal, no upstream request
+for my $what (sort keys %bad_cn) {
+    $r = with_cert($what, '/open');
+    is $r->{status}, 401, "CN with $what: 401";
+    is $r->{json}{reason}, 'invalid_client_certificate', "CN with $what: invalid_client_certificate";
+    ok !exists $r->{headers}{'x-echo-h-x-injected'}, "CN with $what: nothing injected upstream";
+    ok !exists $r->{headers}{'x-echo-h-x-principal'}, "CN with $what: upstream not called";
+}
+my $log = $t->read_file('logs/error.log');
+like $log, qr/evil\\x0D\\x0AX-Injected: yes/, 'the refused CN is logged escaped';
+unlike $log, qr/\r|X-Injected: yes\n|^X-Injected/m, 'no raw CR or LF of the CN in the error log';
+unlike $log, qr/\x7f|\xc2\x85/, 'no raw DEL or C1 byte in the error log';
+
+$r = with_cert('utf8', '/open');
+is $r->{status}, 200, 'a CN with non-ASCII letters (valid UTF-8) is accepted';
+is $r->{headers}{'x-echo-h-x-principal'}, "Z\xc3\xbcrich scoring", 'as its UTF-8 bytes';
 
 $t->stop;
 done_testing;

@@ -7,6 +7,8 @@ use Test::More;
 use File::Temp qw(tempdir);
 use HTTP::Tiny;
 use IO::Socket::SSL;
+use IO::Socket::UNIX;
+use Socket qw(SOCK_STREAM);
 use JSON::PP;
 use POSIX qw(:sys_wait_h);
 use MLGuard::Test qw(free_port wait_for);
@@ -80,6 +82,58 @@ like $r->{headers}{location} // '', qr{^https://[^/]+:$port{https}/predict$}, 't
 
 $r = $http->get("http://127.0.0.1:$port{metrics}/metrics");
 like $r->{content} // '', qr/ml_guard_requests_total\{decision="allow",reason=""\} [1-9]/, 'metrics count the call';
+
+# --- local users: only the nginx workers' group reaches the sockets ---
+my $wgid = $> == 0 ? scalar getgrnam('nogroup') : (split ' ', $))[0];
+my @st = stat $run;
+is(sprintf('%04o', $st[2] & 07777), '0750', 'run dir is 0750');
+is($st[5], $wgid, "run dir belongs to the workers' group");
+for my $sock ("$run/backend.sock", "$run/redis/redis.sock") {
+    @st = stat $sock;
+    ok(-S _, "$sock is a socket");
+    is(sprintf('%04o', $st[2] & 07777), '0660', "$sock is 0660");
+    is($st[5], $wgid, "$sock belongs to the workers' group");
+}
+@st = stat "$run/redis";
+is($st[2] & 0007, 0, 'the Redis directory grants nothing to others');
+is((stat "$run/redis-password")[2] & 07777, 0600, 'the Redis password file is 0600');
+my $pw = slurp("$run/redis-password");
+like($pw, qr/^[0-9a-f]{64}\n$/, 'the password is 32 random bytes in hex');
+chomp $pw;
+unlike(slurp("/proc/$_/cmdline"), qr/\Q$pw\E/, "the password is not on a command line (pid $_)")
+    for grep { index(slurp("/proc/$_/cmdline"), $run) >= 0 } map { m{/proc/(\d+)$} ? $1 : () } glob '/proc/[0-9]*';
+
+sub redis_say {   # sends RESP commands on a fresh connection, returns the replies
+    my @cmds = @_;
+    my $c = IO::Socket::UNIX->new(Type => SOCK_STREAM, Peer => "$run/redis/redis.sock") or return "connect: $!";
+    my $out = '';
+    for my $cmd (@cmds) {
+        print $c '*' . scalar(@$cmd) . "\r\n" . join('', map { '$' . length($_) . "\r\n$_\r\n" } @$cmd);
+        my $line = <$c> // '';
+        $out .= $line;
+    }
+    return $out;
+}
+like(redis_say(['PING']), qr/^-NOAUTH/, 'Redis refuses a client without the password');
+like(redis_say(['FLUSHALL']), qr/^-NOAUTH/, 'FLUSHALL without the password: refused');
+like(redis_say(['AUTH', $pw], ['DBSIZE']), qr/^\+OK\r\n:[1-9]/, 'with the password: the gateway\'s keys are there');
+
+SKIP: {
+    skip 'other users can only be tried as root', 2 unless $> == 0;
+    my ($uid, $gid) = (getpwnam('daemon'))[2, 3];
+    skip 'no user daemon', 2 unless defined $uid;
+    for my $sock ("$run/backend.sock", "$run/redis/redis.sock") {
+        my $kid = fork // die;
+        if ($kid == 0) {
+            $) = "$gid $gid"; $( = $gid; $< = $> = $uid;
+            POSIX::_exit(3) if $> != $uid;
+            my $c = IO::Socket::UNIX->new(Type => SOCK_STREAM, Peer => $sock);
+            POSIX::_exit($c ? 0 : $!{EACCES} ? 1 : 2);
+        }
+        waitpid $kid, 0;
+        is($? >> 8, 1, "another local user cannot connect to $sock (EACCES)");
+    }
+}
 
 # TLS 1.1 is refused
 my $old = IO::Socket::SSL->new(PeerAddr => "127.0.0.1:$port{https}", SSL_verify_mode => 0,

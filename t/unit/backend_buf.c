@@ -65,6 +65,14 @@ main(void)
     mlg_json_str(&b, "a\"b\\c\n\x01", 7);
     is_str(b.data, "\"a\\\"b\\\\c\\u000a\\u0001\"", "string escaping");
     mlg_buf_reset(&b);
+    mlg_json_str(&b, "caf\xc3\xa9 \xe2\x82\xac \xf0\x9f\x98\x80", 14);
+    is_str(b.data, "\"caf\xc3\xa9 \xe2\x82\xac \xf0\x9f\x98\x80\"", "UTF-8 kept as is");
+    mlg_buf_reset(&b);
+    mlg_json_str(&b, "a\xff\xc0\xaf\xed\xa0\x80\xf4\x90\x80\x80\xe2\x82", 13);
+    is_str(b.data, "\"a\\ufffd\\ufffd\\ufffd\\ufffd\\ufffd\\ufffd\\ufffd\\ufffd\\ufffd"
+           "\\ufffd\\ufffd\\ufffd\"",
+           "bytes that are not UTF-8 (overlong, surrogate, > U+10FFFF, cut short): \\ufffd each");
+    mlg_buf_reset(&b);
     mlg_json_u64(&b, 18446744073709551615ull);
     is_str(b.data, "18446744073709551615", "u64");
     mlg_buf_free(&b);

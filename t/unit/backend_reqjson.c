@@ -159,11 +159,170 @@ test_requests(void)
     free(rq.x);
 }
 
+/* A V2 request whose "id" member is the JSON string literal lit. */
+static int
+parse_id(mlg_request_t *rq, const char *lit)
+{
+    char    body[4096];
+
+    snprintf(body, sizeof(body), "{\"id\":%s,\"inputs\":[{\"shape\":[1,1],"
+             "\"data\":[1]}]}", lit);
+    return parse(mlg_parse_v2, rq, body);
+}
+
+/* 1 when the n bytes at s are well-formed UTF-8 (RFC 3629). */
+static int
+utf8_ok(const unsigned char *s, size_t n)
+{
+    size_t    i = 0, k, len;
+    uint32_t  cp;
+
+    while (i < n) {
+        if (s[i] < 0x80) {
+            i++;
+            continue;
+        }
+        len = s[i] >= 0xf0 ? 4 : s[i] >= 0xe0 ? 3 : s[i] >= 0xc0 ? 2 : 0;
+        if (len == 0 || i + len > n) {
+            return 0;
+        }
+        cp = s[i] & (0x7f >> len);
+        for (k = 1; k < len; k++) {
+            if ((s[i + k] & 0xc0) != 0x80) {
+                return 0;
+            }
+            cp = cp << 6 | (s[i + k] & 0x3f);
+        }
+        if ((len == 2 && cp < 0x80) || (len == 3 && cp < 0x800)
+            || (len == 4 && cp < 0x10000) || cp > 0x10ffff
+            || (cp >= 0xd800 && cp <= 0xdfff))
+        {
+            return 0;
+        }
+        i += len;
+    }
+    return 1;
+}
+
+/* How many of the ids are accepted, or refused without naming "id" and must. */
+static int
+refused_ids(mlg_request_t *rq, const char *const *lits, size_t n, const char *must)
+{
+    size_t  i;
+    int     bad = 0;
+
+    for (i = 0; i < n; i++) {
+        if (parse_id(rq, lits[i]) == 0 || strstr(rq->err, "\"id\"") == NULL
+            || strstr(rq->err, must) == NULL)
+        {
+            diag("%s case %zu: accepted or wrong error: %s", must, i, rq->err);
+            bad++;
+        }
+    }
+    return bad;
+}
+
+static void
+test_id(void)
+{
+    mlg_request_t  rq;
+    char           lit[2048], want[256];
+    size_t         i, n;
+    int            bad;
+    static const char  *invalid[] = {
+        "\"\xff\"", "\"\xc3\"", "\"a\xc3(\"", "\"\xc0\xaf\"", "\"\xe0\x80\xaf\"",
+        "\"\xed\xa0\x80\"", "\"\xf4\x90\x80\x80\"", "\"\xf8\x88\x80\x80\x80\"",
+        "\"\x80\"", "\"\xe2\x82\"",
+    };
+    static const char  *surrogates[] = {
+        "\"\\ud83d\"", "\"\\ude00x\"", "\"\\ud83d\\u0041\"", "\"\\ud83dx\"",
+        "\"\\uDBFF\\uDBFF\"",
+    };
+
+    memset(&rq, 0, sizeof(rq));
+
+    ok(parse_id(&rq, "\"a\\\"b\\\\c\\/d\\n\\t\\u00e9\\u20AC\"") == 0
+       && strcmp(rq.id, "a\"b\\c/d\n\t\xc3\xa9\xe2\x82\xac") == 0,
+       "escapes in \"id\" are decoded (\\\" \\\\ \\/ \\n \\t \\u00e9 \\u20AC)");
+    ok(parse_id(&rq, "\"\\ud83d\\ude00\\uD83D\\uDE00\"") == 0
+       && strcmp(rq.id, "\xf0\x9f\x98\x80\xf0\x9f\x98\x80") == 0,
+       "a surrogate pair decodes to one 4-byte UTF-8 sequence");
+    ok(parse_id(&rq, "\"x\\u0000y\"") == 0 && rq.id_len == 3
+       && memcmp(rq.id, "x\0y", 3) == 0, "\\u0000 decodes to a NUL byte counted in id_len");
+    ok(parse_id(&rq, "\"caf\xc3\xa9 \xe2\x82\xac \xf0\x9f\x98\x80\"") == 0
+       && strcmp(rq.id, "caf\xc3\xa9 \xe2\x82\xac \xf0\x9f\x98\x80") == 0,
+       "valid raw UTF-8 kept as is");
+
+    bad = refused_ids(&rq, invalid, sizeof(invalid) / sizeof(invalid[0]), "UTF-8");
+    is_int(bad, 0, "invalid UTF-8 in \"id\" refused (lone continuation, truncated, "
+           "overlong, encoded surrogate, > U+10FFFF, 5-byte form)");
+    ok(parse_id(&rq, "\"\xff\"") != 0 && strchr(rq.err, '\xff') == NULL,
+       "the error does not copy the bad byte: %s", rq.err);
+
+    bad = refused_ids(&rq, surrogates, sizeof(surrogates) / sizeof(surrogates[0]),
+                      "surrogate");
+    is_int(bad, 0, "unpaired UTF-16 surrogate escapes in \"id\" refused");
+
+    /* invalid UTF-8 past the cut point is still refused */
+    n = (size_t) snprintf(lit, sizeof(lit), "\"%0200d\xff\"", 0);
+    ok(n > 200 && parse_id(&rq, lit) != 0 && strstr(rq.err, "UTF-8") != NULL,
+       "invalid UTF-8 after the first 127 bytes refused too");
+
+    /* long ids are cut on a code-point boundary, to at most 127 bytes */
+    bad = 0;
+    for (n = 120; n <= 128; n++) {
+        static const char  *tails[] = { "\xc3\xa9", "\xe2\x82\xac", "\xf0\x9f\x98\x80",
+                                        "\\u00e9", "\\u20ac", "\\ud83d\\ude00" };
+        size_t               t, len;
+
+        for (t = 0; t < sizeof(tails) / sizeof(tails[0]); t++) {
+            size_t  k, exp, tl = t % 3 + 2;
+
+            memset(want, 'a', n);
+            len = (size_t) snprintf(lit, sizeof(lit), "\"%.*s", (int) n, want);
+            for (k = 0; k < 8; k++) {
+                len += (size_t) snprintf(lit + len, sizeof(lit) - len, "%s", tails[t]);
+            }
+            snprintf(lit + len, sizeof(lit) - len, "\"");
+            if (parse_id(&rq, lit) != 0) {
+                diag("n=%zu tail %zu: refused: %s", n, t, rq.err);
+                bad++;
+                continue;
+            }
+            len = strlen(rq.id);
+            /* whole code points only: the longest prefix of <= 127 bytes */
+            exp = n >= 127 ? 127 : n + (127 - n) / tl * tl;
+            if (exp > n + 8 * tl) {
+                exp = n + 8 * tl;
+            }
+            if (len != exp || !utf8_ok((const unsigned char *) rq.id, len)
+                || memcmp(rq.id, want, n < len ? n : len) != 0)
+            {
+                diag("n=%zu tail %zu: kept %zu bytes, want %zu", n, t, len, exp);
+                bad++;
+            }
+        }
+    }
+    is_int(bad, 0, "a long \"id\" is cut to <= 127 bytes on a code-point boundary");
+
+    /* escapes count as the bytes they decode to */
+    memset(lit, 0, sizeof(lit));
+    lit[0] = '"';
+    for (i = 0; i < 200; i++) {
+        memcpy(lit + 1 + 2 * i, "\\\"", 2);
+    }
+    lit[1 + 2 * 200] = '"';
+    ok(parse_id(&rq, lit) == 0 && strlen(rq.id) == 127
+       && strspn(rq.id, "\"") == 127, "200 escaped quotes: 127 quotes kept");
+    free(rq.x);
+}
+
 int
 main(void)
 {
     test_numbers();
     test_float32();
     test_requests();
+    test_id();
     return done_testing();
 }

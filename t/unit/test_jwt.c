@@ -735,6 +735,16 @@ test_claims(void)
     CASE(p, NOW, MLG_JWT_CLAIMS, "numeric sub -> token_claims");
     snprintf(p, sizeof(p), "{\"sub\":\"a\\nb\",\"exp\":%lld}", NOW + 10);
     CASE(p, NOW, MLG_JWT_CLAIMS, "sub with a newline -> token_claims");
+    {
+        /* JSON-escaped control characters: the principal rule refuses them */
+        static const char  *controls[] = { "\\r\\n", "\\t", "\\u007f", "\\u0085", "\\u009f" };
+        size_t              c;
+
+        for (c = 0; c < sizeof(controls) / sizeof(controls[0]); c++) {
+            snprintf(p, sizeof(p), "{\"sub\":\"a%sb\",\"exp\":%lld}", controls[c], NOW + 10);
+            CASE(p, NOW, MLG_JWT_CLAIMS, "sub with a control character -> token_claims");
+        }
+    }
     snprintf(p, sizeof(p), "{\"sub\":\"a\\u0000b\",\"exp\":%lld}", NOW + 10);
     CASE(p, NOW, MLG_JWT_INVALID, "sub with NUL -> refused by the JSON parser");
     memset(big, 'x', 255);

@@ -49,6 +49,21 @@ main(void)
     fails("a predict\nb x,,y\n", "roles.txt:2: empty role name", "empty role");
     fails("a predict\na admin\n", "roles.txt:2: duplicate subject \"a\" (first on line 1)", "duplicate");
     fails("a pre\"dict\n", "invalid character", "bad role character");
+    fails("del\x7f predict\n", "roles.txt:1: subject CN contains a control character",
+          "DEL in the CN");
+    fails("nel\xc2\x85 predict\n", "subject CN contains a control character", "C1 in the CN");
+    fails("bad\xff predict\n", "subject CN is not valid UTF-8", "invalid UTF-8 in the CN");
+    {
+        char  line[300];
+
+        memset(line, 'a', 256);
+        strcpy(line + 256, " predict\n");
+        fails(line, "subject CN is longer than 255 bytes", "256-byte CN");
+        line[255] = ' ';
+        m = mlg_rolemap_parse(line, strlen(line), "roles.txt", err, sizeof(err));
+        ok(m != NULL && mlg_rolemap_lookup(m, line, 255) != NULL, "255-byte CN");
+        mlg_rolemap_free(m);
+    }
 
     m = mlg_rolemap_load("/nonexistent", err, sizeof(err));
     ok(m == NULL && strstr(err, "cannot open") != NULL, "missing file");

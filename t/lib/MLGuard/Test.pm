@@ -246,6 +246,7 @@ sub start_nginx {
             or POSIX::_exit(127);
     }
     $self->{pids}{nginx} = $pid;
+    $self->{nginx_workers} = $s{workers} // $self->{workers};
     # nginx writes its pid file only once its sockets are bound: a listener
     # that answers before that is someone else's on this port
     my $up = wait_for(sub {
@@ -264,21 +265,29 @@ sub start_nginx {
 }
 
 # Reloads nginx with a new config (same snippet keys as start_nginx) and waits
-# until the old workers are gone.
+# until every old worker has been told to quit (each logs "gracefully
+# shutting down" and closes its listening sockets at once), so the next
+# connection is served by a new worker.
 sub reload_nginx {
     my ($self, %s) = @_;
     my $pid = $self->{pids}{nginx} or croak "nginx not running";
     $self->write_config(%s) if %s;
-    my $before = () = $self->read_file('logs/error.log') =~ /reconfiguring/g;
+    my $old = $self->{nginx_workers} // $self->{workers};
+    my $log = $self->read_file('logs/error.log');
+    my $before = () = $log =~ /reconfiguring/g;
+    my $quit_before = () = $log =~ /gracefully shutting down/g;
     kill 'HUP', $pid;
     my $ok = wait_for(sub {
         my $log = $self->read_file('logs/error.log');
         my $n = () = $log =~ /reconfiguring/g;
         return 0 unless $n > $before;
-        # the new worker has started once the old ones were told to quit
-        return $log =~ /gracefully shutting down/ ? 1 : 0;
+        # the new workers have started once all the old ones were told to
+        # quit (counting only lines this reload caused)
+        my $quit = () = $log =~ /gracefully shutting down/g;
+        return $quit >= $quit_before + $old ? 1 : 0;
     }, 10);
     croak "nginx did not reload" unless $ok;
+    $self->{nginx_workers} = $s{workers} // $self->{workers} if %s;
     return $self;
 }
 
@@ -295,7 +304,9 @@ sub stop_nginx {
 
 # --- echo upstream --------------------------------------------------------
 # Answers every request with its body, and the request line and headers as
-# X-Echo-Method, X-Echo-Uri, X-Echo-Length and X-Echo-H-<name> headers.
+# X-Echo-Method, X-Echo-Uri, X-Echo-Length and X-Echo-H-<name> headers.  A
+# request header X-Echo-Accel: URI adds X-Accel-Redirect: URI to the answer
+# (nginx then redirects internally to URI).
 
 sub start_echo {
     my ($self) = @_;
@@ -362,6 +373,7 @@ sub echo_serve {
         my $keep = ($hdr{connection} // '') !~ /close/i && $line =~ m{HTTP/1\.1};
         my $resp = join "\r\n", "HTTP/1.1 200 OK", "Content-Type: application/octet-stream",
             "X-Echo-Method: $method", "X-Echo-Uri: $uri", "X-Echo-Length: " . length($body),
+            (defined $hdr{'x-echo-accel'} ? "X-Accel-Redirect: $hdr{'x-echo-accel'}" : ()),
             @echo, "Content-Length: " . length($body), ($keep ? () : "Connection: close"), '', '';
         syswrite $c, $resp . $body;
         return unless $keep;
