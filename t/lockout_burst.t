@@ -1,4 +1,4 @@
-# The lockout holds at full concurrency: with ml_guard_auth_failures 5r/m, a
+# The lockout holds at full concurrency: with ml_guard_auth_failures 5r/h (no refill during the test), a
 # burst of 200 concurrent requests with distinct wrong keys from one address
 # gets exactly 6 answered 401 (5 failures tolerated, the 6th counted and
 # banning) and 194 answered 429 locked_out, with 2 workers through Redis as
@@ -18,7 +18,7 @@ my $server = q{
     location /a {
         ml_guard on;
         ml_guard_api_keys %%DIR%%/keys.txt;
-        ml_guard_auth_failures 5r/m ban=10m;
+        ml_guard_auth_failures 5r/h ban=10m;
         proxy_pass http://%%ECHO%%;
     }
 };
