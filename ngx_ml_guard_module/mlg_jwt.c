@@ -85,11 +85,27 @@ typedef struct {
     EVP_MD            *md;          /* RS*, ES*: the digest, fetched once */
 } mlg_jwt_key_t;
 
+/*
+ * The last token header that passed the header checks, as it appears in the
+ * token (base64url), and the key it selected.  The checks depend only on
+ * the header's bytes and the key set, so a token whose header is the same
+ * string gets the same key without decoding and parsing it again (tokens
+ * from one issuer normally share one header).
+ */
+#define MLG_JWT_HEADER_MEMO  256
+
+typedef struct {
+    size_t               len;       /* 0: empty */
+    const mlg_jwt_key_t *key;
+    char                 b64[MLG_JWT_HEADER_MEMO];
+} header_memo_t;
+
 struct mlg_jwt_keyset_s {
     mlg_jwt_key_t  *keys;
     size_t          n;
     size_t          cap;
     int             jwks;           /* keys came from a JWK set */
+    header_memo_t  *memo;           /* mutable: see mlg_jwt_key_t */
 };
 
 /* Per-load context, so helpers can report "FILE: message". */
@@ -264,6 +280,7 @@ mlg_jwt_keyset_free(mlg_jwt_keyset_t *ks)
         key_clear(&ks->keys[i]);
     }
     free(ks->keys);
+    free(ks->memo);
     free(ks);
 }
 
@@ -943,8 +960,12 @@ mlg_jwt_keyset_parse(const unsigned char *data, size_t len, const char *name,
     }
 
     ks = calloc(1, sizeof(mlg_jwt_keyset_t));
-    if (ks == NULL) {
+    if (ks != NULL) {
+        ks->memo = calloc(1, sizeof(header_memo_t));
+    }
+    if (ks == NULL || ks->memo == NULL) {
         load_error(&lc, "out of memory");
+        mlg_jwt_keyset_free(ks);
         return NULL;
     }
 
@@ -1370,6 +1391,7 @@ mlg_jwt_verify(const mlg_jwt_keyset_t *ks, const mlg_jwt_policy_t *policy,
     long                   hn, pn, sn;
     json_t                *header, *payload, *alg;
     const mlg_jwt_key_t   *key;
+    header_memo_t         *memo;
     mlg_jwt_result_t       rc;
     long long              exp;
     int                    bad;
@@ -1399,13 +1421,8 @@ mlg_jwt_verify(const mlg_jwt_keyset_t *ks, const mlg_jwt_policy_t *policy,
         return MLG_JWT_INVALID;
     }
 
-    /* every part strict base64url, decoded once */
-    head = buf;
-    hn = mlg_jwt_b64url_decode(token, hlen, head);
-    if (hn <= 0) {
-        return MLG_JWT_INVALID;
-    }
-    body = head + hn + 1;
+    /* payload and signature strict base64url, decoded once */
+    body = buf;
     pn = mlg_jwt_b64url_decode(dot1 + 1, plen, body);
     if (pn <= 0) {
         return MLG_JWT_INVALID;
@@ -1416,19 +1433,33 @@ mlg_jwt_verify(const mlg_jwt_keyset_t *ks, const mlg_jwt_policy_t *policy,
         return MLG_JWT_INVALID;
     }
 
-    /* header: a JSON object whose alg is the pinned alg of the key its
-     * kid selects; anything with "crit" extensions is refused */
-    header = part_json(head, (size_t) hn);
-    if (header == NULL) {
-        return MLG_JWT_INVALID;
-    }
-    key = select_key(ks, json_object_get(header, "kid"));
-    alg = json_object_get(header, "alg");
-    bad = key == NULL || json_object_get(header, "crit") != NULL
-          || !json_string_is(alg, key->alg->name);
-    json_decref(header);
-    if (bad) {
-        return MLG_JWT_INVALID;
+    /* header: strict base64url of a JSON object whose alg is the pinned alg
+     * of the key its kid selects; anything with "crit" extensions is
+     * refused.  The same header string as last time selects the same key. */
+    memo = ks->memo;
+    if (memo->len == hlen && memcmp(memo->b64, token, hlen) == 0) {
+        key = memo->key;
+
+    } else {
+        head = signature + sn + 1;
+        hn = mlg_jwt_b64url_decode(token, hlen, head);
+        header = hn > 0 ? part_json(head, (size_t) hn) : NULL;
+        if (header == NULL) {
+            return MLG_JWT_INVALID;
+        }
+        key = select_key(ks, json_object_get(header, "kid"));
+        alg = json_object_get(header, "alg");
+        bad = key == NULL || json_object_get(header, "crit") != NULL
+              || !json_string_is(alg, key->alg->name);
+        json_decref(header);
+        if (bad) {
+            return MLG_JWT_INVALID;
+        }
+        if (hlen <= sizeof(memo->b64)) {
+            memcpy(memo->b64, token, hlen);
+            memo->len = hlen;
+            memo->key = key;
+        }
     }
 
     /* the signature over "header.payload", with the selected key */

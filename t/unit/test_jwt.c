@@ -985,6 +985,41 @@ test_context_reuse(EVP_PKEY *rsa, EVP_PKEY *rsa2, EVP_PKEY *p256, EVP_PKEY *p521
         free(bad);
         mlg_jwt_keyset_free(ks);
     }
+
+    /* a JWKS of two keys: each header string selects its own key however
+     * the tokens alternate */
+    {
+        char  doc[16384], *a, *b, *ta, *tb, *tx, *tc;
+
+        a = tk_jwk(rsa, "a", "RS256", NULL);
+        b = tk_jwk(rsa2, "b", "RS256", NULL);
+        snprintf(doc, sizeof(doc), "{\"keys\":[%s,%s]}", a, b);
+        ks = ks_text(doc, NULL);
+        ta = tk_sign("RS256", hdr("RS256", "a"), claims(NULL), rsa, NULL, 0, 0);
+        tb = tk_sign("RS256", hdr("RS256", "b"), claims(NULL), rsa2, NULL, 0, 0);
+        tx = tk_sign("RS256", hdr("RS256", "b"), claims(NULL), rsa, NULL, 0, 0);
+        tc = tk_sign("RS256", "{\"alg\":\"RS256\",\"kid\":\"a\",\"crit\":[\"x\"],\"x\":1}",
+                     claims(NULL), rsa, NULL, 0, 0);
+        all = ks != NULL;
+        for (round = 0; round < 3 && all; round++) {
+            all = verify(ks, ta, NOW, NULL) == MLG_JWT_OK
+                  && verify(ks, ta, NOW, NULL) == MLG_JWT_OK
+                  && verify(ks, tx, NOW, NULL) == MLG_JWT_INVALID
+                  && verify(ks, tb, NOW, NULL) == MLG_JWT_OK
+                  && verify(ks, tc, NOW, NULL) == MLG_JWT_INVALID
+                  && verify(ks, tc, NOW, NULL) == MLG_JWT_INVALID
+                  && verify(ks, tx, NOW, NULL) == MLG_JWT_INVALID
+                  && verify(ks, tb, NOW, NULL) == MLG_JWT_OK;
+        }
+        ok(all, "JWKS: kid a, kid b, kid b signed by a, crit in turn, three rounds");
+        free(a);
+        free(b);
+        free(ta);
+        free(tb);
+        free(tx);
+        free(tc);
+        mlg_jwt_keyset_free(ks);
+    }
 }
 
 
