@@ -243,25 +243,3 @@ mlg_ratelimit_script(size_t *len)
     *len = sizeof(mlg_ratelimit_script_text) - 1;
     return mlg_ratelimit_script_text;
 }
-
-int
-mlg_ratelimit_script_sha1(char out[41])
-{
-    static const char  hex[] = "0123456789abcdef";
-    unsigned char      md[EVP_MAX_MD_SIZE];
-    unsigned int       md_len = 0, i;
-
-    if (!EVP_Digest(mlg_ratelimit_script_text,
-                    sizeof(mlg_ratelimit_script_text) - 1, md, &md_len,
-                    EVP_sha1(), NULL)
-        || md_len != 20)
-    {
-        return -1;
-    }
-    for (i = 0; i < 20; i++) {
-        out[2 * i] = hex[md[i] >> 4];
-        out[2 * i + 1] = hex[md[i] & 0xf];
-    }
-    out[40] = '\0';
-    return 0;
-}

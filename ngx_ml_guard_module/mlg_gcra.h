@@ -112,8 +112,7 @@ int mlg_ratelimit_key(char *out, const char *kind, size_t kind_len,
  */
 int mlg_gcra_limit_id(char *out, size_t size, const mlg_gcra_limit_t *lim);
 
-/* The Redis script (mlg_ratelimit.lua) and its SHA-1 for EVALSHA. */
+/* The Redis script (mlg_ratelimit.lua). */
 const char *mlg_ratelimit_script(size_t *len);
-int mlg_ratelimit_script_sha1(char out[41]);
 
 #endif /* MLG_GCRA_H */

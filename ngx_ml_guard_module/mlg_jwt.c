@@ -2,13 +2,16 @@
  * JWT bearer tokens: see mlg_jwt.h.
  *
  * Keys are parsed once, at load time, into OpenSSL 3 objects (PEM, X.509
- * certificates, and JWKS members built with EVP_PKEY_fromdata).  A token's
- * shape and header are checked before any crypto, and the algorithm is
- * pinned per key: libjwt accepts HS256 tokens "signed" with an RSA PEM,
- * and alg none without a key.  HS* signatures are checked by libjwt 1.10.2
- * (with the secret, never NULL); RS* and ES* with OpenSSL directly, because
- * libjwt would re-parse the PEM key on every call.  The claims (exp, nbf,
- * iss, aud, sub) and roles are read by us.
+ * certificates, and JWKS members built with EVP_PKEY_fromdata), together
+ * with the contexts verification reuses: a keyed HMAC for HS*, a verify
+ * context and a digest context for RS* and ES*.  A token's shape and header
+ * are checked before any crypto, and the algorithm is pinned per key (so an
+ * HS256 token "signed" with an RSA public key's PEM, or alg none, never
+ * reaches a signature check).  Each part is base64url-decoded once and the
+ * header and payload each parsed once, with jansson; the signature is
+ * checked with OpenSSL directly (HMAC compared with CRYPTO_memcmp), then
+ * the claims (exp, nbf, iss, aud, sub) and roles are read from the parsed
+ * payload.
  */
 #ifndef _GNU_SOURCE
 #define _GNU_SOURCE             /* memmem */
@@ -19,13 +22,11 @@
 #include <string.h>
 
 #include <jansson.h>
-#include <jwt.h>
 #include <openssl/bio.h>
 #include <openssl/bn.h>
 #include <openssl/core_names.h>
 #include <openssl/crypto.h>
 #include <openssl/decoder.h>
-#include <openssl/ecdsa.h>
 #include <openssl/err.h>
 #include <openssl/evp.h>
 #include <openssl/param_build.h>
@@ -45,41 +46,66 @@ typedef enum {
 
 typedef struct {
     const char  *name;
-    jwt_alg_t    jalg;
     key_kind_t   kind;
-    size_t       size;      /* HMAC: minimum secret bytes; EC: coordinate bytes */
+    size_t       size;      /* HMAC: minimum secret bytes and MAC bytes;
+                               EC: coordinate bytes */
     const char  *group;     /* EC: OpenSSL group name */
     const char  *crv;       /* EC: JWK curve name */
 } alg_info_t;
 
 static const alg_info_t  algs[] = {
-    { "HS256", JWT_ALG_HS256, KIND_HMAC, 32, NULL, NULL },
-    { "HS384", JWT_ALG_HS384, KIND_HMAC, 48, NULL, NULL },
-    { "HS512", JWT_ALG_HS512, KIND_HMAC, 64, NULL, NULL },
-    { "RS256", JWT_ALG_RS256, KIND_RSA, 0, NULL, NULL },
-    { "RS384", JWT_ALG_RS384, KIND_RSA, 0, NULL, NULL },
-    { "RS512", JWT_ALG_RS512, KIND_RSA, 0, NULL, NULL },
-    { "ES256", JWT_ALG_ES256, KIND_EC, 32, "prime256v1", "P-256" },
-    { "ES384", JWT_ALG_ES384, KIND_EC, 48, "secp384r1", "P-384" },
-    { "ES512", JWT_ALG_ES512, KIND_EC, 66, "secp521r1", "P-521" },
+    { "HS256", KIND_HMAC, 32, NULL, NULL },
+    { "HS384", KIND_HMAC, 48, NULL, NULL },
+    { "HS512", KIND_HMAC, 64, NULL, NULL },
+    { "RS256", KIND_RSA, 0, NULL, NULL },
+    { "RS384", KIND_RSA, 0, NULL, NULL },
+    { "RS512", KIND_RSA, 0, NULL, NULL },
+    { "ES256", KIND_EC, 32, "prime256v1", "P-256" },
+    { "ES384", KIND_EC, 48, "secp384r1", "P-384" },
+    { "ES512", KIND_EC, 66, "secp521r1", "P-521" },
 };
 
 #define NALGS  (sizeof(algs) / sizeof(algs[0]))
 
+/*
+ * A key with everything verification needs prepared at load time, so a
+ * token costs no fetch, key setup or allocation in OpenSSL: HS* an HMAC
+ * context keyed once (re-initialised per token, which restores the keyed
+ * state), RS* and ES* a verify context bound to the key and digest, and a
+ * digest context.  These contexts are reused, so one key set serves one
+ * thread at a time (each nginx worker has its own copy).
+ */
 typedef struct {
     const alg_info_t  *alg;
     char              *kid;         /* NULL when the key has none */
-    unsigned char     *material;    /* HS*: the secret (NUL-terminated) */
-    size_t             len;
+    EVP_MAC_CTX       *mac;         /* HS*: keyed HMAC */
     EVP_PKEY          *pkey;        /* RS*, ES*: the public key */
+    EVP_PKEY_CTX      *verify;      /* RS*, ES*: verify context on pkey */
+    EVP_MD_CTX        *digest;      /* RS*, ES*: for the signing input */
     EVP_MD            *md;          /* RS*, ES*: the digest, fetched once */
 } mlg_jwt_key_t;
+
+/*
+ * The last token header that passed the header checks, as it appears in the
+ * token (base64url), and the key it selected.  The checks depend only on
+ * the header's bytes and the key set, so a token whose header is the same
+ * string gets the same key without decoding and parsing it again (tokens
+ * from one issuer normally share one header).
+ */
+#define MLG_JWT_HEADER_MEMO  256
+
+typedef struct {
+    size_t               len;       /* 0: empty */
+    const mlg_jwt_key_t *key;
+    char                 b64[MLG_JWT_HEADER_MEMO];
+} header_memo_t;
 
 struct mlg_jwt_keyset_s {
     mlg_jwt_key_t  *keys;
     size_t          n;
     size_t          cap;
     int             jwks;           /* keys came from a JWK set */
+    header_memo_t  *memo;           /* mutable: see mlg_jwt_key_t */
 };
 
 /* Per-load context, so helpers can report "FILE: message". */
@@ -153,57 +179,74 @@ load_error(load_ctx_t *lc, const char *fmt, ...)
 
 /* base64url */
 
-static int
-b64url_value(unsigned char c)
-{
-    if (c >= 'A' && c <= 'Z') {
-        return c - 'A';
-    }
-    if (c >= 'a' && c <= 'z') {
-        return c - 'a' + 26;
-    }
-    if (c >= '0' && c <= '9') {
-        return c - '0' + 52;
-    }
-    if (c == '-') {
-        return 62;
-    }
-    if (c == '_') {
-        return 63;
-    }
-    return -1;
-}
+/* the value of each base64url character, -1 for any other byte */
+static const signed char  b64url_values[256] = {
+    -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1,
+    -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1,
+    -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, 62, -1, -1,
+    52, 53, 54, 55, 56, 57, 58, 59, 60, 61, -1, -1, -1, -1, -1, -1,
+    -1,  0,  1,  2,  3,  4,  5,  6,  7,  8,  9, 10, 11, 12, 13, 14,
+    15, 16, 17, 18, 19, 20, 21, 22, 23, 24, 25, -1, -1, -1, -1, 63,
+    -1, 26, 27, 28, 29, 30, 31, 32, 33, 34, 35, 36, 37, 38, 39, 40,
+    41, 42, 43, 44, 45, 46, 47, 48, 49, 50, 51, -1, -1, -1, -1, -1,
+    -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1,
+    -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1,
+    -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1,
+    -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1,
+    -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1,
+    -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1,
+    -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1,
+    -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1,
+};
 
 
 long
 mlg_jwt_b64url_decode(const char *in, size_t len, unsigned char *out)
 {
-    size_t    i, o;
-    unsigned  acc;
-    int       v, bits;
+    const unsigned char  *p;
+    size_t                i, o;
+    int                   a, b, c, d;
 
-    if (len % 4 == 1) {
-        return -1;
-    }
-    acc = 0;
-    bits = 0;
+    p = (const unsigned char *) in;
     o = 0;
-    for (i = 0; i < len; i++) {
-        v = b64url_value((unsigned char) in[i]);
-        if (v < 0) {
+    for (i = 0; i + 4 <= len; i += 4) {
+        a = b64url_values[p[i]];
+        b = b64url_values[p[i + 1]];
+        c = b64url_values[p[i + 2]];
+        d = b64url_values[p[i + 3]];
+        if ((a | b | c | d) < 0) {
             return -1;
         }
-        acc = (acc << 6) | (unsigned) v;
-        bits += 6;
-        if (bits >= 8) {
-            bits -= 8;
-            out[o++] = (unsigned char) (acc >> bits);
-            acc &= (1u << bits) - 1;
-        }
+        out[o++] = (unsigned char) (a << 2 | b >> 4);
+        out[o++] = (unsigned char) ((b & 0x0f) << 4 | c >> 2);
+        out[o++] = (unsigned char) ((c & 0x03) << 6 | d);
     }
-    /* The unused low bits of the last character must be zero, so each
-     * byte string has exactly one encoding. */
-    if (acc != 0) {
+
+    /* A tail of 2 or 3 characters carries 1 or 2 bytes; the unused low
+     * bits of its last character must be zero, so each byte string has
+     * exactly one encoding.  A tail of 1 character is never valid. */
+    switch (len - i) {
+    case 0:
+        break;
+    case 2:
+        a = b64url_values[p[i]];
+        b = b64url_values[p[i + 1]];
+        if ((a | b) < 0 || (b & 0x0f) != 0) {
+            return -1;
+        }
+        out[o++] = (unsigned char) (a << 2 | b >> 4);
+        break;
+    case 3:
+        a = b64url_values[p[i]];
+        b = b64url_values[p[i + 1]];
+        c = b64url_values[p[i + 2]];
+        if ((a | b | c) < 0 || (c & 0x03) != 0) {
+            return -1;
+        }
+        out[o++] = (unsigned char) (a << 2 | b >> 4);
+        out[o++] = (unsigned char) ((b & 0x0f) << 4 | c >> 2);
+        break;
+    default:
         return -1;
     }
     out[o] = '\0';
@@ -217,12 +260,11 @@ static void
 key_clear(mlg_jwt_key_t *k)
 {
     free(k->kid);
+    EVP_MAC_CTX_free(k->mac);           /* cleanses the key */
+    EVP_PKEY_CTX_free(k->verify);
+    EVP_MD_CTX_free(k->digest);
     EVP_PKEY_free(k->pkey);
     EVP_MD_free(k->md);
-    if (k->material != NULL) {
-        OPENSSL_cleanse(k->material, k->len);
-        free(k->material);
-    }
 }
 
 
@@ -238,6 +280,7 @@ mlg_jwt_keyset_free(mlg_jwt_keyset_t *ks)
         key_clear(&ks->keys[i]);
     }
     free(ks->keys);
+    free(ks->memo);
     free(ks);
 }
 
@@ -266,31 +309,81 @@ mlg_jwt_keyset_kid(const mlg_jwt_keyset_t *ks, size_t i)
 }
 
 
-/* Takes ownership of material (freed on failure); takes a reference to
- * pkey. */
+/* An HMAC context keyed with secret, for the digest of alg. */
+static EVP_MAC_CTX *
+hmac_new(const alg_info_t *alg, const unsigned char *secret, size_t len)
+{
+    char          md_name[8];
+    EVP_MAC      *mac;
+    EVP_MAC_CTX  *ctx;
+    OSSL_PARAM    params[2];
+
+    /* "HS256" -> "SHA256" */
+    snprintf(md_name, sizeof(md_name), "SHA%s", alg->name + 2);
+    params[0] = OSSL_PARAM_construct_utf8_string(OSSL_MAC_PARAM_DIGEST,
+                                                 md_name, 0);
+    params[1] = OSSL_PARAM_construct_end();
+    mac = EVP_MAC_fetch(NULL, "HMAC", NULL);
+    ctx = mac != NULL ? EVP_MAC_CTX_new(mac) : NULL;
+    EVP_MAC_free(mac);                  /* the context keeps a reference */
+    if (ctx != NULL && (EVP_MAC_init(ctx, secret, len, params) != 1
+                        || EVP_MAC_CTX_get_mac_size(ctx) != alg->size))
+    {
+        EVP_MAC_CTX_free(ctx);
+        ctx = NULL;
+    }
+    ERR_clear_error();
+    return ctx;
+}
+
+
+/* The verify context of a public key: digest set, PKCS #1 v1.5 padding for
+ * RSA (the default). */
+static EVP_PKEY_CTX *
+verify_new(EVP_PKEY *pkey, const EVP_MD *md)
+{
+    EVP_PKEY_CTX  *ctx;
+
+    ctx = EVP_PKEY_CTX_new_from_pkey(NULL, pkey, NULL);
+    if (ctx != NULL && (EVP_PKEY_verify_init(ctx) != 1
+                        || EVP_PKEY_CTX_set_signature_md(ctx, md) != 1))
+    {
+        EVP_PKEY_CTX_free(ctx);
+        ctx = NULL;
+    }
+    ERR_clear_error();
+    return ctx;
+}
+
+
+/* Adds an HMAC key (secret, which the HMAC context copies) or a public
+ * key (pkey, of which it takes a reference). */
 static int
 keyset_add(load_ctx_t *lc, mlg_jwt_keyset_t *ks, const alg_info_t *alg,
-    const char *kid, unsigned char *material, size_t len, EVP_PKEY *pkey)
+    const char *kid, const unsigned char *secret, size_t len, EVP_PKEY *pkey)
 {
     mlg_jwt_key_t  *k, *grown;
     size_t          cap;
     char            md_name[8];
+    int             rc;
 
+    rc = -1;
     if (ks->n == ks->cap) {
         cap = ks->cap ? ks->cap * 2 : 4;
         grown = realloc(ks->keys, cap * sizeof(mlg_jwt_key_t));
         if (grown == NULL) {
-            goto nomem;
+            goto done;
         }
         ks->keys = grown;
         ks->cap = cap;
     }
     k = &ks->keys[ks->n];
     memset(k, 0, sizeof(*k));
+    k->alg = alg;
     if (kid != NULL) {
         k->kid = strdup(kid);
         if (k->kid == NULL) {
-            goto nomem;
+            goto done;
         }
     }
     if (pkey != NULL) {
@@ -298,25 +391,32 @@ keyset_add(load_ctx_t *lc, mlg_jwt_keyset_t *ks, const alg_info_t *alg,
         snprintf(md_name, sizeof(md_name), "SHA%s", alg->name + 2);
         k->md = EVP_MD_fetch(NULL, md_name, NULL);
         if (k->md == NULL || EVP_PKEY_up_ref(pkey) != 1) {
-            EVP_MD_free(k->md);
-            free(k->kid);
-            goto nomem;
+            goto fail;
         }
         k->pkey = pkey;
+        k->verify = verify_new(pkey, k->md);
+        k->digest = EVP_MD_CTX_new();
+        if (k->verify == NULL || k->digest == NULL) {
+            goto fail;
+        }
+    } else {
+        k->mac = secret != NULL ? hmac_new(alg, secret, len) : NULL;
+        if (k->mac == NULL) {
+            goto fail;
+        }
     }
-    k->alg = alg;
-    k->material = material;
-    k->len = len;
     ks->n++;
-    return 0;
+    rc = 0;
+    goto done;
 
-nomem:
-    if (material != NULL) {
-        OPENSSL_cleanse(material, len);
-        free(material);
+fail:
+    key_clear(k);
+
+done:
+    if (rc != 0) {
+        load_error(lc, "out of memory");
     }
-    load_error(lc, "out of memory");
-    return -1;
+    return rc;
 }
 
 
@@ -403,7 +503,6 @@ load_hmac(load_ctx_t *lc, mlg_jwt_keyset_t *ks, const unsigned char *data,
     size_t len, const alg_info_t *want, const char *kid, const char *what)
 {
     const alg_info_t  *alg;
-    unsigned char     *secret;
 
     alg = want != NULL ? want : alg_find("HS256", 5);
     if (alg->kind != KIND_HMAC) {
@@ -416,14 +515,7 @@ load_hmac(load_ctx_t *lc, mlg_jwt_keyset_t *ks, const unsigned char *data,
                    what, len, alg->name, alg->size);
         return -1;
     }
-    secret = malloc(len + 1);
-    if (secret == NULL) {
-        load_error(lc, "out of memory");
-        return -1;
-    }
-    memcpy(secret, data, len);
-    secret[len] = '\0';
-    return keyset_add(lc, ks, alg, kid, secret, len, NULL);
+    return keyset_add(lc, ks, alg, kid, data, len, NULL);
 }
 
 
@@ -868,8 +960,12 @@ mlg_jwt_keyset_parse(const unsigned char *data, size_t len, const char *name,
     }
 
     ks = calloc(1, sizeof(mlg_jwt_keyset_t));
-    if (ks == NULL) {
+    if (ks != NULL) {
+        ks->memo = calloc(1, sizeof(header_memo_t));
+    }
+    if (ks == NULL || ks->memo == NULL) {
         load_error(&lc, "out of memory");
+        mlg_jwt_keyset_free(ks);
         return NULL;
     }
 
@@ -946,19 +1042,13 @@ select_key(const mlg_jwt_keyset_t *ks, json_t *kid)
 }
 
 
-/* Decodes one base64url part into a JSON object, or NULL. */
+/* A decoded header or payload as a JSON object, or NULL. */
 static json_t *
-part_json(const char *part, size_t len, unsigned char *scratch)
+part_json(const unsigned char *text, size_t len)
 {
-    long     n;
     json_t  *obj;
 
-    n = mlg_jwt_b64url_decode(part, len, scratch);
-    if (n <= 0) {
-        return NULL;
-    }
-    obj = json_loadb((const char *) scratch, (size_t) n,
-                     JSON_REJECT_DUPLICATES, NULL);
+    obj = json_loadb((const char *) text, len, JSON_REJECT_DUPLICATES, NULL);
     if (obj != NULL && !json_is_object(obj)) {
         json_decref(obj);
         return NULL;
@@ -1187,86 +1277,103 @@ mlg_jwt_roles_from_json(const char *json, size_t len, const char *path,
 
 
 /*
- * RS* and ES* signatures, with the key parsed at load time.  (libjwt
- * 1.10.2 would parse the PEM again on every call: about 0.5 ms with
- * OpenSSL 3.0, ten times the RSA verification itself.)  ES* signatures are
- * raw R||S (RFC 7518 3.4), exactly twice the coordinate size, turned into
- * the DER form OpenSSL verifies.
+ * A DER INTEGER of the unsigned big-endian number v (len bytes, at most
+ * 126): leading zero bytes dropped, one 0x00 put back when the top bit is
+ * set.  Returns the bytes written (at most len + 2).
+ */
+static size_t
+der_integer(const unsigned char *v, size_t len, unsigned char *out)
+{
+    size_t  i, n, pad;
+
+    for (i = 0; i + 1 < len && v[i] == 0; i++) {
+        /* skip leading zeros, keep the last byte */
+    }
+    n = len - i;
+    pad = (v[i] & 0x80) ? 1 : 0;
+    out[0] = 0x02;
+    out[1] = (unsigned char) (n + pad);
+    out[2] = 0x00;
+    memcpy(out + 2 + pad, v + i, n);
+    return 2 + pad + n;
+}
+
+
+/*
+ * RS* and ES* signatures, with the key and verify context prepared at load
+ * time: the signing input is hashed, then the hash verified.  ES*
+ * signatures are raw R||S (RFC 7518 3.4), exactly twice the coordinate
+ * size, turned into the DER form OpenSSL verifies: SEQUENCE { INTEGER r,
+ * INTEGER s }, whose length needs the long form only for P-521.
  */
 static int
 verify_pkey(const mlg_jwt_key_t *key, const char *input, size_t input_len,
     const unsigned char *sig, size_t sig_len)
 {
-    unsigned char  *der;
-    size_t          size;
-    int             der_len, rc;
-    BIGNUM         *r, *s;
-    ECDSA_SIG      *es;
-    EVP_MD_CTX     *md;
+    unsigned char  der[3 + 2 * (2 + 67)];
+    unsigned char  hash[EVP_MAX_MD_SIZE];
+    unsigned int   hash_len;
+    size_t         size, body, off;
 
-    der = NULL;
     if (key->alg->kind == KIND_EC) {
         size = key->alg->size;
         if (sig_len != 2 * size) {
             return -1;
         }
-        es = ECDSA_SIG_new();
-        r = BN_bin2bn(sig, (int) size, NULL);
-        s = BN_bin2bn(sig + size, (int) size, NULL);
-        if (es == NULL || r == NULL || s == NULL || ECDSA_SIG_set0(es, r, s) != 1) {
-            ECDSA_SIG_free(es);
-            BN_free(r);
-            BN_free(s);
-            return -1;
-        }
-        der_len = i2d_ECDSA_SIG(es, &der);
-        ECDSA_SIG_free(es);
-        if (der_len <= 0) {
-            return -1;
+        off = size > 60 ? 3 : 2;
+        body = der_integer(sig, size, der + off);
+        body += der_integer(sig + size, size, der + off + body);
+        der[0] = 0x30;
+        if (off == 3) {
+            der[1] = 0x81;
+            der[2] = (unsigned char) body;
+        } else {
+            der[1] = (unsigned char) body;
         }
         sig = der;
-        sig_len = (size_t) der_len;
+        sig_len = off + body;
     }
 
-    rc = -1;
-    md = EVP_MD_CTX_new();
-    if (md != NULL
-        && EVP_DigestVerifyInit(md, NULL, key->md, NULL, key->pkey) == 1
-        && EVP_DigestVerify(md, sig, sig_len, (const unsigned char *) input,
-                            input_len) == 1)
+    if (EVP_DigestInit_ex2(key->digest, key->md, NULL) != 1
+        || EVP_DigestUpdate(key->digest, input, input_len) != 1
+        || EVP_DigestFinal_ex(key->digest, hash, &hash_len) != 1
+        || EVP_PKEY_verify(key->verify, sig, sig_len, hash, hash_len) != 1)
     {
-        rc = 0;
+        ERR_clear_error();
+        return -1;
     }
-    EVP_MD_CTX_free(md);
-    OPENSSL_free(der);
-    ERR_clear_error();
-    return rc;
+    return 0;
 }
 
 
-/* HS* by libjwt (its comparison is constant-time in Debian's 1.10.2, see
- * CVE-2024-25189), never with a NULL key, and its idea of the algorithm
- * checked once more against the pinned one. */
+/* HS*: the HMAC of the signing input with the keyed context (re-initialised
+ * without a key, which keeps the key), compared in constant time. */
 static int
-verify_hmac(const mlg_jwt_key_t *key, const char *token, size_t len)
+verify_hmac(const mlg_jwt_key_t *key, const char *input, size_t input_len,
+    const unsigned char *sig, size_t sig_len)
 {
-    char    copy[MLG_JWT_MAX_TOKEN + 1];
-    jwt_t  *jwt;
-    int     rc;
+    unsigned char  mac[EVP_MAX_MD_SIZE];
+    size_t         mac_len;
+    int            rc;
 
-    if (key->material == NULL || key->len == 0) {
+    if (sig_len != key->alg->size) {
         return -1;
     }
-    memcpy(copy, token, len);
-    copy[len] = '\0';
-    jwt = NULL;
-    if (jwt_decode(&jwt, copy, key->material, (int) key->len) != 0
-        || jwt == NULL)
+    rc = -1;
+    if (EVP_MAC_init(key->mac, NULL, 0, NULL) == 1
+        && EVP_MAC_update(key->mac, (const unsigned char *) input,
+                          input_len) == 1
+        && EVP_MAC_final(key->mac, mac, &mac_len, sizeof(mac)) == 1
+        && mac_len == sig_len
+        && CRYPTO_memcmp(mac, sig, sig_len) == 0)
     {
-        return -1;
+        rc = 0;
     }
-    rc = jwt_get_alg(jwt) == key->alg->jalg ? 0 : -1;
-    jwt_free(jwt);
+    /* the MAC of the attacker's input is what a forger wants */
+    OPENSSL_cleanse(mac, sizeof(mac));
+    if (rc != 0) {
+        ERR_clear_error();
+    }
     return rc;
 }
 
@@ -1275,15 +1382,19 @@ mlg_jwt_result_t
 mlg_jwt_verify(const mlg_jwt_keyset_t *ks, const mlg_jwt_policy_t *policy,
     const char *token, size_t len, long long now, mlg_jwt_identity_t *id)
 {
-    unsigned char          scratch[MLG_JWT_MAX_TOKEN];
-    unsigned char          signature[MLG_JWT_MAX_TOKEN];
+    /* the three parts decoded one after another, each NUL-terminated:
+     * at most 3/4 of the token's length plus three bytes */
+    unsigned char          buf[MLG_JWT_MAX_TOKEN / 4 * 3 + 8];
+    unsigned char         *head, *body, *signature;
     const char            *dot1, *dot2, *sig;
     size_t                 hlen, plen, slen;
-    long                   siglen;
+    long                   hn, pn, sn;
     json_t                *header, *payload, *alg;
     const mlg_jwt_key_t   *key;
+    header_memo_t         *memo;
     mlg_jwt_result_t       rc;
     long long              exp;
+    int                    bad;
 
     if (ks == NULL || ks->n == 0 || policy == NULL || token == NULL
         || len == 0 || len > MLG_JWT_MAX_TOKEN)
@@ -1309,40 +1420,61 @@ mlg_jwt_verify(const mlg_jwt_keyset_t *ks, const mlg_jwt_policy_t *policy,
     {
         return MLG_JWT_INVALID;
     }
-    /* every part strict base64url (libjwt's decoder is lenient) */
-    siglen = mlg_jwt_b64url_decode(sig, slen, signature);
-    if (siglen <= 0 || mlg_jwt_b64url_decode(dot1 + 1, plen, scratch) <= 0) {
+
+    /* payload and signature strict base64url, decoded once */
+    body = buf;
+    pn = mlg_jwt_b64url_decode(dot1 + 1, plen, body);
+    if (pn <= 0) {
+        return MLG_JWT_INVALID;
+    }
+    signature = body + pn + 1;
+    sn = mlg_jwt_b64url_decode(sig, slen, signature);
+    if (sn <= 0) {
         return MLG_JWT_INVALID;
     }
 
-    /* header: a JSON object whose alg is the pinned alg of the key its
-     * kid selects; anything with "crit" extensions is refused */
-    header = part_json(token, hlen, scratch);
-    if (header == NULL) {
-        return MLG_JWT_INVALID;
-    }
-    key = select_key(ks, json_object_get(header, "kid"));
-    alg = json_object_get(header, "alg");
-    if (key == NULL || json_object_get(header, "crit") != NULL
-        || !json_string_is(alg, key->alg->name))
-    {
-        json_decref(header);
-        return MLG_JWT_INVALID;
-    }
-    json_decref(header);
+    /* header: strict base64url of a JSON object whose alg is the pinned alg
+     * of the key its kid selects; anything with "crit" extensions is
+     * refused.  The same header string as last time selects the same key. */
+    memo = ks->memo;
+    if (memo->len == hlen && memcmp(memo->b64, token, hlen) == 0) {
+        key = memo->key;
 
-    /* the signature, with the selected key */
-    if (key->pkey != NULL) {
-        if (verify_pkey(key, token, (size_t) (dot2 - token), signature,
-                        (size_t) siglen) != 0)
-        {
+    } else {
+        head = signature + sn + 1;
+        hn = mlg_jwt_b64url_decode(token, hlen, head);
+        header = hn > 0 ? part_json(head, (size_t) hn) : NULL;
+        if (header == NULL) {
             return MLG_JWT_INVALID;
         }
-    } else if (verify_hmac(key, token, len) != 0) {
+        key = select_key(ks, json_object_get(header, "kid"));
+        alg = json_object_get(header, "alg");
+        bad = key == NULL || json_object_get(header, "crit") != NULL
+              || !json_string_is(alg, key->alg->name);
+        json_decref(header);
+        if (bad) {
+            return MLG_JWT_INVALID;
+        }
+        if (hlen <= sizeof(memo->b64)) {
+            memcpy(memo->b64, token, hlen);
+            memo->len = hlen;
+            memo->key = key;
+        }
+    }
+
+    /* the signature over "header.payload", with the selected key */
+    if (key->pkey != NULL) {
+        bad = verify_pkey(key, token, (size_t) (dot2 - token), signature,
+                          (size_t) sn);
+    } else {
+        bad = verify_hmac(key, token, (size_t) (dot2 - token), signature,
+                          (size_t) sn);
+    }
+    if (bad) {
         return MLG_JWT_INVALID;
     }
 
-    payload = part_json(dot1 + 1, plen, scratch);
+    payload = part_json(body, (size_t) pn);
     if (payload == NULL) {
         return MLG_JWT_INVALID;
     }

@@ -8,9 +8,11 @@
  *
  * Keys are parsed once (at config time); verification never parses a key.
  * Before any crypto the token's header is checked by us: its alg must equal
- * the pinned algorithm of the selected key.  HS* signatures are then
- * checked by libjwt 1.10.2 (never with a NULL key), RS* and ES* with
- * OpenSSL 3 and the key parsed at load time.
+ * the pinned algorithm of the selected key.  Signatures are checked with
+ * OpenSSL 3 and contexts prepared at load time (HS*: HMAC, compared in
+ * constant time; RS*, ES*: the parsed public key).  Those contexts are
+ * reused, so a key set must be used by one thread at a time (each nginx
+ * worker has its own copy).
  */
 #ifndef MLG_JWT_H
 #define MLG_JWT_H
@@ -97,8 +99,7 @@ typedef struct {
  * fills id.  Checks, in order, each failing as the reason given:
  *   size, shape (three non-empty base64url parts), header JSON object,
  *   header alg == pinned alg of the key chosen by kid       invalid_token
- *   signature (HS*: libjwt, whose alg must be the pinned    invalid_token
- *   one too; RS*, ES*: OpenSSL with the parsed key)
+ *   signature (OpenSSL, with the selected key)              invalid_token
  *   payload JSON object                                     invalid_token
  *   exp (required unless exp_optional): now < exp + leeway  token_expired
  *   nbf: now + leeway >= nbf                                token_not_yet_valid

@@ -22,18 +22,23 @@
 --   "cL T1 tau1 .."  the same for c identical requests (same keys, same
 --       limits: one client's requests in one batch), one after another:
 --       the allowed ones are the first k, each a T further ahead.
---   "B"  the ban in the next key.
+--   "B"  the ban in the next key, as it stands after every other operation
+--       of the call: a check shared by several requests (a client's
+--       accepted credentials in one batch) never answers for a moment
+--       before a failure of the same batch banned the address.
 --   "F T tau ban"  one failed authentication: the next key counts failures,
---       the one after is the ban key; over the limit: ban for `ban` ms and
---       forget the count.
+--       the one after is the ban key.  While banned it is not counted;
+--       otherwise over the limit it bans for `ban` ms and forgets the count.
 -- Requests repeat the same strings: each distinct one is parsed once per
 -- batch, the common one-limit "cL T tau" by one pattern.  Globals and
 -- function calls are slow in Redis's Lua, hence the locals and the inlined
 -- code.
--- Reply: per operation, one integer per limit (B and F: one), in order:
---   L, F  max(TAT, now) - now before this request: allowed iff <= tau
+-- Reply: per operation, one integer per limit (B: one, F: two), in order:
+--   L     max(TAT, now) - now before this request: allowed iff <= tau
 --   cL    the same before the first of the c requests, then k
 --   B     microseconds the ban has left (0: none)
+--   F     two: the ban's microseconds left before it (0: none; then it was
+--         counted), and max(TAT, now) - now before it (0 when banned)
 -- A ban key holds the ban's end, a limit key its TAT (microseconds).
 
 local KEYS, ARGV, tonumber, floor = KEYS, ARGV, tonumber, math.floor
@@ -94,7 +99,8 @@ local function parse(s)
   return p
 end
 
-local specs, out, o, k = {}, {}, 0, 1
+-- ban checks are answered at the end: {reply index, key}
+local specs, out, o, k, bans = {}, {}, 0, 1, {}
 
 for a = 1, nops do
   local s = ARGV[a]
@@ -150,9 +156,8 @@ for a = 1, nops do
     if k > nkeys then
       error('ml-guard: too few keys')
     end
-    local left = cur[KEYS[k]] - now
     o = o + 1
-    out[o] = left > 0 and left or 0
+    bans[#bans + 1] = {o, KEYS[k]}
     k = k + 1
 
   else -- 'F'
@@ -160,22 +165,34 @@ for a = 1, nops do
       error('ml-guard: too few keys')
     end
     local fkey, bkey = KEYS[k], KEYS[k + 1]
-    local tat = cur[fkey]
-    local d = tat > now and tat - now or 0
-    if d <= p[3] then
-      cur[fkey], dirty[fkey] = now + d + p[2], true
+    local left = cur[bkey] - now
+    local d = 0
+    if left > 0 then
+      -- banned already: this failure was not allowed to count
     else
-      cur[bkey], dirty[bkey] = now + p[4] * 1000, true
-      cur[fkey], dirty[fkey] = 0, false
+      left = 0
+      local tat = cur[fkey]
+      d = tat > now and tat - now or 0
+      if d <= p[3] then
+        cur[fkey], dirty[fkey] = now + d + p[2], true
+      else
+        cur[bkey], dirty[bkey] = now + p[4] * 1000, true
+        cur[fkey], dirty[fkey] = 0, false
+      end
     end
-    o = o + 1
-    out[o] = d
+    out[o + 1], out[o + 2] = left, d
+    o = o + 2
     k = k + 2
   end
 end
 
 if k ~= nkeys + 1 then
   error('ml-guard: more keys than operations use')
+end
+
+for i = 1, #bans do
+  local left = cur[bans[i][2]] - now
+  out[bans[i][1]] = left > 0 and left or 0
 end
 
 -- a key is worthless once its value (a TAT, a ban's end) has passed

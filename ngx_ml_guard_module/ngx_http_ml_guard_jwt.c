@@ -317,6 +317,11 @@ ngx_http_ml_guard_jwt_authenticate(ngx_http_request_t *r,
 
     *reason = MLG_REASON_INVALID_TOKEN;
 
+    /* a subject is unique within its issuer: limits are keyed by both */
+    if (jcf->issuer.data != NULL) {
+        ctx->auth_issuer = jcf->issuer;
+    }
+
     return ngx_http_ml_guard_set_principal(r, ctx, "jwt",
                                            (const u_char *) id->principal,
                                            ngx_strlen(id->principal),

@@ -7,7 +7,7 @@
  * in the request ctx so that a step that waits (a Redis reply, the request
  * body) can return NGX_AGAIN/NGX_DONE and be resumed by the phase engine:
  *
- *   lockout -> authenticate -> authorize -> limits -> body -> json -> allow
+ *   authenticate -> lockout -> authorize -> limits -> body -> json -> allow
  *
  * Authentication is the core's step: it tries the registered methods (API
  * keys, JWT, mTLS: each its own module) and accepts the first that succeeds.
@@ -36,19 +36,12 @@ static ngx_int_t ngx_http_ml_guard_authenticate(ngx_http_request_t *r,
     ngx_http_ml_guard_ctx_t *ctx);
 static ngx_int_t ngx_http_ml_guard_authorize(ngx_http_request_t *r,
     ngx_http_ml_guard_ctx_t *ctx);
-static ngx_int_t ngx_http_ml_guard_lockout(ngx_http_request_t *r,
-    ngx_http_ml_guard_ctx_t *ctx);
-static ngx_int_t ngx_http_ml_guard_limits(ngx_http_request_t *r,
-    ngx_http_ml_guard_ctx_t *ctx);
-static void ngx_http_ml_guard_lockout_count(ngx_http_request_t *r,
-    ngx_http_ml_guard_ctx_t *ctx);
 
 static ngx_int_t ngx_http_ml_guard_add_variables(ngx_conf_t *cf);
 static ngx_int_t ngx_http_ml_guard_variable(ngx_http_request_t *r,
     ngx_http_variable_value_t *v, uintptr_t data);
 
 static void *ngx_http_ml_guard_create_main_conf(ngx_conf_t *cf);
-static char *ngx_http_ml_guard_init_main_conf(ngx_conf_t *cf, void *conf);
 static void *ngx_http_ml_guard_create_loc_conf(ngx_conf_t *cf);
 static char *ngx_http_ml_guard_merge_loc_conf(ngx_conf_t *cf, void *parent,
     void *child);
@@ -56,8 +49,6 @@ static char *ngx_http_ml_guard_check_auth_later(ngx_conf_t *cf,
     ngx_http_ml_guard_loc_conf_t *conf);
 static ngx_int_t ngx_http_ml_guard_check_auth(ngx_conf_t *cf);
 static ngx_int_t ngx_http_ml_guard_init(ngx_conf_t *cf);
-static ngx_int_t ngx_http_ml_guard_init_process(ngx_cycle_t *cycle);
-static void ngx_http_ml_guard_exit_process(ngx_cycle_t *cycle);
 
 static char *ngx_http_ml_guard_auth(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
@@ -90,29 +81,6 @@ static ngx_command_t  ngx_http_ml_guard_commands[] = {
       0,
       NULL },
 
-    /* rate limits and lockout: ngx_http_ml_guard_ratelimit.c */
-
-    { ngx_string("ml_guard_redis"),
-      NGX_HTTP_MAIN_CONF|NGX_CONF_1MORE,
-      ngx_http_ml_guard_redis,
-      NGX_HTTP_MAIN_CONF_OFFSET,
-      0,
-      NULL },
-
-    { ngx_string("ml_guard_rate_limit"),
-      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_1MORE,
-      ngx_http_ml_guard_rate_limit,
-      NGX_HTTP_LOC_CONF_OFFSET,
-      0,
-      NULL },
-
-    { ngx_string("ml_guard_auth_failures"),
-      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE2,
-      ngx_http_ml_guard_auth_failures,
-      NGX_HTTP_LOC_CONF_OFFSET,
-      0,
-      NULL },
-
       ngx_null_command
 };
 
@@ -122,7 +90,7 @@ static ngx_http_module_t  ngx_http_ml_guard_module_ctx = {
     ngx_http_ml_guard_init,                /* postconfiguration */
 
     ngx_http_ml_guard_create_main_conf,    /* create main configuration */
-    ngx_http_ml_guard_init_main_conf,      /* init main configuration */
+    NULL,                                  /* init main configuration */
 
     NULL,                                  /* create server configuration */
     NULL,                                  /* merge server configuration */
@@ -139,10 +107,10 @@ ngx_module_t  ngx_http_ml_guard_module = {
     NGX_HTTP_MODULE,                       /* module type */
     NULL,                                  /* init master */
     NULL,                                  /* init module */
-    ngx_http_ml_guard_init_process,        /* init process */
+    NULL,                                  /* init process */
     NULL,                                  /* init thread */
     NULL,                                  /* exit thread */
-    ngx_http_ml_guard_exit_process,        /* exit process */
+    NULL,                                  /* exit process */
     NULL,                                  /* exit master */
     NGX_MODULE_V1_PADDING
 };
@@ -195,8 +163,6 @@ ngx_http_ml_guard_create_main_conf(ngx_conf_t *cf)
         return NULL;
     }
 
-    /* set by ngx_pcalloc(): mcf->redis = NULL; */
-
     if (ngx_array_init(&mcf->steps, cf->pool, 8,
                        sizeof(ngx_http_ml_guard_step_t)) != NGX_OK
         || ngx_array_init(&mcf->methods, cf->pool, 4,
@@ -210,17 +176,6 @@ ngx_http_ml_guard_create_main_conf(ngx_conf_t *cf)
     }
 
     return mcf;
-}
-
-
-static char *
-ngx_http_ml_guard_init_main_conf(ngx_conf_t *cf, void *conf)
-{
-    if (ngx_http_ml_guard_ratelimit_init_main(cf, conf) != NGX_OK) {
-        return NGX_CONF_ERROR;
-    }
-
-    return NGX_CONF_OK;
 }
 
 
@@ -244,11 +199,6 @@ ngx_http_ml_guard_create_loc_conf(ngx_conf_t *cf)
     conf->auth = NGX_CONF_UNSET_UINT;
     conf->roles = NGX_CONF_UNSET_PTR;
 
-    if (ngx_http_ml_guard_ratelimit_create_conf(cf, conf) != NGX_OK)
-    {
-        return NULL;
-    }
-
     return conf;
 }
 
@@ -264,11 +214,6 @@ ngx_http_ml_guard_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
     ngx_conf_merge_ptr_value(conf->roles, prev->roles, NULL);
 
     /* conf->auth_configured: set by the methods' own merges */
-
-    if (ngx_http_ml_guard_ratelimit_merge_conf(cf, prev, conf) != NGX_CONF_OK)
-    {
-        return NGX_CONF_ERROR;
-    }
 
     return ngx_http_ml_guard_check_auth_later(cf, conf);
 }
@@ -562,18 +507,12 @@ ngx_http_ml_guard_init(ngx_conf_t *cf)
         return NGX_ERROR;
     }
 
-    /* the core's own steps; rate limits and lockout are configured here */
+    /* the core's own steps */
 
-    if (ngx_http_ml_guard_add_step(cf, NGX_HTTP_ML_GUARD_LOCKOUT,
-                                   ngx_http_ml_guard_lockout) != NGX_OK
-        || ngx_http_ml_guard_add_step(cf, NGX_HTTP_ML_GUARD_AUTHENTICATE,
-                                      ngx_http_ml_guard_authenticate) != NGX_OK
+    if (ngx_http_ml_guard_add_step(cf, NGX_HTTP_ML_GUARD_AUTHENTICATE,
+                                   ngx_http_ml_guard_authenticate) != NGX_OK
         || ngx_http_ml_guard_add_step(cf, NGX_HTTP_ML_GUARD_AUTHORIZE,
-                                      ngx_http_ml_guard_authorize) != NGX_OK
-        || ngx_http_ml_guard_add_step(cf, NGX_HTTP_ML_GUARD_LIMITS,
-                                      ngx_http_ml_guard_limits) != NGX_OK
-        || ngx_http_ml_guard_on_auth_failure(cf,
-                                   ngx_http_ml_guard_lockout_count) != NGX_OK)
+                                      ngx_http_ml_guard_authorize) != NGX_OK)
     {
         return NGX_ERROR;
     }
@@ -685,20 +624,6 @@ ngx_http_ml_guard_auth_methods(ngx_http_request_t *r)
     /* without ml_guard_auth, every configured method is accepted */
 
     return lcf->auth ? lcf->auth : lcf->auth_configured;
-}
-
-
-static ngx_int_t
-ngx_http_ml_guard_init_process(ngx_cycle_t *cycle)
-{
-    return ngx_http_ml_guard_ratelimit_init_process(cycle);
-}
-
-
-static void
-ngx_http_ml_guard_exit_process(ngx_cycle_t *cycle)
-{
-    ngx_http_ml_guard_ratelimit_exit_process(cycle);
 }
 
 
@@ -842,6 +767,14 @@ ngx_http_ml_guard_authenticate(ngx_http_request_t *r,
         return NGX_ERROR;
     }
 
+    mcf = ngx_http_get_module_main_conf(r, ngx_http_ml_guard_module);
+
+    if (ctx->auth_failure != MLG_REASON_NONE) {
+        /* refused before: the failure handlers were waiting */
+        failure = ctx->auth_failure;
+        goto failed;
+    }
+
     /*
      * Every credential presented for an accepted method is checked and must
      * be valid: a refused one denies the request (and counts as a failure)
@@ -853,7 +786,6 @@ ngx_http_ml_guard_authenticate(ngx_http_request_t *r,
     failure = MLG_REASON_NONE;
     ngx_memzero(&first, sizeof(ngx_http_ml_guard_ctx_t));
 
-    mcf = ngx_http_get_module_main_conf(r, ngx_http_ml_guard_module);
     m = mcf->methods.elts;
 
     for (i = 0; i < mcf->methods.nelts; i++) {
@@ -877,32 +809,47 @@ ngx_http_ml_guard_authenticate(ngx_http_request_t *r,
     if (failure == MLG_REASON_NONE && first.auth_method.len) {
         ctx->principal = first.principal;
         ctx->auth_method = first.auth_method;
+        ctx->auth_issuer = first.auth_issuer;
         ctx->roles = first.roles;
         ctx->role_list = first.role_list;
         return NGX_OK;
-    }
-
-    if (failure == MLG_REASON_NONE) {
-        return ngx_http_ml_guard_deny(r, ctx, MLG_REASON_MISSING_CREDENTIALS,
-                                      "no credentials were presented");
     }
 
     /* a refused credential leaves the request without a principal */
 
     ngx_str_null(&ctx->principal);
     ngx_str_null(&ctx->auth_method);
+    ngx_str_null(&ctx->auth_issuer);
     ngx_str_null(&ctx->roles);
     ctx->role_list = NULL;
 
-    ngx_http_ml_guard_metric_add(MLG_METRIC_AUTH_FAILURES, 1);
+    if (failure == MLG_REASON_NONE) {
+        failure = MLG_REASON_MISSING_CREDENTIALS;
+
+    } else {
+        ngx_http_ml_guard_metric_add(MLG_METRIC_AUTH_FAILURES, 1);
+    }
+
+    ctx->auth_failure = failure;
+
+failed:
+
+    /* e.g. the lockout: counts a refusal before it is told */
 
     failed = mcf->auth_failed.elts;
 
     for (i = 0; i < mcf->auth_failed.nelts; i++) {
-        failed[i](r, ctx);
+        rc = failed[i](r, ctx);
+        if (rc != NGX_OK) {
+            return rc;
+        }
     }
 
     switch (failure) {
+
+    case MLG_REASON_MISSING_CREDENTIALS:
+        return ngx_http_ml_guard_deny(r, ctx, failure,
+                                      "no credentials were presented");
 
     case MLG_REASON_INVALID_API_KEY:
         return ngx_http_ml_guard_deny(r, ctx, failure,
@@ -1054,33 +1001,6 @@ ngx_http_ml_guard_authorize(ngx_http_request_t *r,
     return ngx_http_ml_guard_deny(r, ctx, MLG_REASON_ROLE_DENIED,
                                   "the caller has none of the roles "
                                   "this resource requires");
-}
-
-
-/* rate limits and lockout, configured through the core's conf */
-
-static ngx_int_t
-ngx_http_ml_guard_lockout(ngx_http_request_t *r, ngx_http_ml_guard_ctx_t *ctx)
-{
-    return ngx_http_ml_guard_lockout_step(r,
-               ngx_http_get_module_loc_conf(r, ngx_http_ml_guard_module), ctx);
-}
-
-
-static void
-ngx_http_ml_guard_lockout_count(ngx_http_request_t *r,
-    ngx_http_ml_guard_ctx_t *ctx)
-{
-    ngx_http_ml_guard_auth_failed(r,
-        ngx_http_get_module_loc_conf(r, ngx_http_ml_guard_module), ctx);
-}
-
-
-static ngx_int_t
-ngx_http_ml_guard_limits(ngx_http_request_t *r, ngx_http_ml_guard_ctx_t *ctx)
-{
-    return ngx_http_ml_guard_ratelimit_step(r,
-               ngx_http_get_module_loc_conf(r, ngx_http_ml_guard_module), ctx);
 }
 
 

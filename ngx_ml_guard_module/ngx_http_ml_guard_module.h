@@ -12,7 +12,9 @@
  *     ngx_http_ml_guard_add_auth_method(), tried by the core's authenticate
  *     step and named by ml_guard_auth; its merge reports with
  *     ngx_http_ml_guard_auth_configured() that it is configured there;
- *   - a handler for refused credentials (ngx_http_ml_guard_on_auth_failure()).
+ *   - a handler for refused or missing credentials
+ *     (ngx_http_ml_guard_on_auth_failure()), which may wait before the
+ *     refusal is answered.
  *
  * A step returns:
  *   NGX_OK          passed, go on with the next step
@@ -65,19 +67,11 @@ typedef enum {
 } ngx_http_ml_guard_reason_e;
 
 
-/* Rate limits and lockout (ngx_http_ml_guard_ratelimit.c) are configured
- * through the core's conf; their structures are defined there. */
-typedef struct ngx_http_ml_guard_ratelimit_conf_s  ngx_http_ml_guard_ratelimit_conf_t;
-typedef struct ngx_http_ml_guard_redis_conf_s      ngx_http_ml_guard_redis_conf_t;
-typedef struct ngx_http_ml_guard_ratelimit_ctx_s   ngx_http_ml_guard_ratelimit_ctx_t;
-
-
 typedef struct {
     ngx_array_t                          steps;       /* of ngx_http_ml_guard_step_t */
     ngx_array_t                          methods;     /* of ngx_http_ml_guard_auth_method_t * */
     ngx_array_t                          auth_failed; /* of ngx_http_ml_guard_auth_failed_pt */
     ngx_array_t                          checks;      /* of ngx_http_ml_guard_check_t */
-    ngx_http_ml_guard_redis_conf_t      *redis;       /* ml_guard_redis */
 } ngx_http_ml_guard_main_conf_t;
 
 
@@ -87,15 +81,14 @@ typedef struct {
     ngx_uint_t                           auth_configured; /* methods set up here */
 
     ngx_array_t                         *roles;           /* of ngx_str_t */
-
-    ngx_http_ml_guard_ratelimit_conf_t  *ratelimit;
 } ngx_http_ml_guard_loc_conf_t;
 
 
 /* The stages of the access phase, in the order they run. */
 typedef enum {
-    NGX_HTTP_ML_GUARD_LOCKOUT = 0,
-    NGX_HTTP_ML_GUARD_AUTHENTICATE,     /* the core's: tries the auth methods */
+    NGX_HTTP_ML_GUARD_AUTHENTICATE = 0, /* the core's: tries the auth methods */
+    NGX_HTTP_ML_GUARD_LOCKOUT,          /* after it: an accepted credential
+                                         * is told only if not locked out */
     NGX_HTTP_ML_GUARD_AUTHORIZE,
     NGX_HTTP_ML_GUARD_LIMITS,
     NGX_HTTP_ML_GUARD_BODY,
@@ -135,6 +128,10 @@ typedef struct {
     /* who: set by ngx_http_ml_guard_set_principal() */
     ngx_str_t                            principal;
     ngx_str_t                            auth_method;     /* "api_key", "jwt", "mtls" */
+    ngx_str_t                            auth_issuer;     /* jwt: the issuer required */
+    /* refused or missing credentials: why, while the failure handlers
+     * (ngx_http_ml_guard_on_auth_failure) have not answered */
+    ngx_http_ml_guard_reason_e           auth_failure;
     ngx_str_t                            roles;           /* "a,b" */
     ngx_array_t                         *role_list;       /* of ngx_str_t */
 
@@ -156,8 +153,6 @@ typedef struct {
     unsigned                             problem_swap:1;
     unsigned                             problem_sending:1;
     ngx_str_t                            problem_body;
-
-    ngx_http_ml_guard_ratelimit_ctx_t   *ratelimit;
 } ngx_http_ml_guard_ctx_t;
 
 
@@ -198,8 +193,14 @@ typedef struct {
     ngx_uint_t                           conf_optional;
 } ngx_http_ml_guard_auth_method_t;
 
-/* Called once when presented credentials were refused; must not wait. */
-typedef void (*ngx_http_ml_guard_auth_failed_pt)(ngx_http_request_t *r,
+/*
+ * Called when no credential was accepted, before the refusal is answered;
+ * ctx->auth_failure says why (MLG_REASON_MISSING_CREDENTIALS when none was
+ * presented).  NGX_OK: answer the refusal; NGX_AGAIN: waiting, the core
+ * calls it again once woken (so it must be idempotent); else the response
+ * instead (a denial, NGX_ERROR).
+ */
+typedef ngx_int_t (*ngx_http_ml_guard_auth_failed_pt)(ngx_http_request_t *r,
     ngx_http_ml_guard_ctx_t *ctx);
 
 
@@ -264,27 +265,5 @@ void ngx_http_ml_guard_gauge_add(ngx_http_ml_guard_gauge_e gauge,
 void ngx_http_ml_guard_metrics_decision(ngx_http_ml_guard_ctx_t *ctx);
 void ngx_http_ml_guard_metrics_upstream_failure(ngx_http_ml_guard_ctx_t *ctx);
 uint64_t ngx_http_ml_guard_now_us(void);
-
-/* ngx_http_ml_guard_ratelimit.c, called by the core */
-ngx_int_t ngx_http_ml_guard_ratelimit_create_conf(ngx_conf_t *cf,
-    ngx_http_ml_guard_loc_conf_t *lcf);
-char *ngx_http_ml_guard_ratelimit_merge_conf(ngx_conf_t *cf,
-    ngx_http_ml_guard_loc_conf_t *prev, ngx_http_ml_guard_loc_conf_t *conf);
-ngx_int_t ngx_http_ml_guard_ratelimit_init_main(ngx_conf_t *cf,
-    ngx_http_ml_guard_main_conf_t *mcf);
-ngx_int_t ngx_http_ml_guard_ratelimit_init_process(ngx_cycle_t *cycle);
-void ngx_http_ml_guard_ratelimit_exit_process(ngx_cycle_t *cycle);
-/* Lockout check before authentication (ml_guard_auth_failures). */
-ngx_int_t ngx_http_ml_guard_lockout_step(ngx_http_request_t *r,
-    ngx_http_ml_guard_loc_conf_t *lcf, ngx_http_ml_guard_ctx_t *ctx);
-/* Called once when presented credentials were refused; must not wait. */
-void ngx_http_ml_guard_auth_failed(ngx_http_request_t *r,
-    ngx_http_ml_guard_loc_conf_t *lcf, ngx_http_ml_guard_ctx_t *ctx);
-ngx_int_t ngx_http_ml_guard_ratelimit_step(ngx_http_request_t *r,
-    ngx_http_ml_guard_loc_conf_t *lcf, ngx_http_ml_guard_ctx_t *ctx);
-char *ngx_http_ml_guard_redis(ngx_conf_t *cf, ngx_command_t *cmd, void *conf);
-char *ngx_http_ml_guard_rate_limit(ngx_conf_t *cf, ngx_command_t *cmd, void *conf);
-char *ngx_http_ml_guard_auth_failures(ngx_conf_t *cf, ngx_command_t *cmd, void *conf);
-
 
 #endif /* NGX_HTTP_ML_GUARD_MODULE_H */

@@ -105,6 +105,10 @@ ngx_http_ml_guard_add_header(ngx_http_request_t *r, const char *name,
     h->key.data = (u_char *) name;
     h->key.len = ngx_strlen(name);
     h->value = *value;
+#if (nginx_version >= 1023000)
+    /* headers of one name are chained from 1.23 on; this one stands alone */
+    h->next = NULL;
+#endif
 
     return NGX_OK;
 }

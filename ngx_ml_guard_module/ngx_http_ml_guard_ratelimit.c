@@ -1,18 +1,20 @@
 /*
  * Rate limits and brute-force lockout (ml_guard_rate_limit,
- * ml_guard_auth_failures, ml_guard_redis).
+ * ml_guard_auth_failures, ml_guard_limits_zone).
  *
  * Decisions are made by one Lua script in Redis (mlg_ratelimit.lua, GCRA on
  * Redis's clock) so that every gateway shares one budget per client; the
- * request waits for the reply without blocking the worker
- * (ngx_http_ml_guard_redis.c).  While Redis cannot answer, fail= decides:
- * "local" runs the same arithmetic (mlg_gcra.c) in this gateway's shared
- * memory, "open" allows, "closed" answers 503.  Without ml_guard_redis the
- * limits are always local.
+ * request waits for the reply without blocking the worker: checks are
+ * batched into script calls (ngx_http_ml_guard_ratelimit_batch.c) sent by
+ * the Redis client (ngx_http_ml_guard_redis.c).  While Redis cannot answer,
+ * fail= decides: "local" runs the same arithmetic (mlg_gcra.c) in this
+ * gateway's shared memory, "open" allows, "closed" answers 503.  Without
+ * ml_guard_redis the limits are always local.
  */
 
 #include "ngx_http_ml_guard_module.h"
 #include "ngx_http_ml_guard_redis.h"
+#include "ngx_http_ml_guard_ratelimit_batch.h"
 #include "mlg_gcra.h"
 
 
@@ -29,13 +31,23 @@ typedef struct {
 } ngx_http_ml_guard_limit_t;
 
 
-struct ngx_http_ml_guard_ratelimit_conf_s {
+typedef struct {
     ngx_array_t                     *limits;  /* of ngx_http_ml_guard_limit_t */
     mlg_gcra_limit_t                 failures;
     ngx_msec_t                       ban;
     ngx_flag_t                       failures_set;
     ngx_str_t                        failures_spec;  /* "F T tau ban" */
-};
+} ngx_http_ml_guard_ratelimit_conf_t;
+
+
+typedef struct {
+    ngx_shm_zone_t                  *zone;    /* local limits, NULL: none */
+    size_t                           zone_size;  /* ml_guard_limits_zone */
+} ngx_http_ml_guard_limits_main_conf_t;
+
+
+typedef struct ngx_http_ml_guard_ratelimit_ctx_s
+    ngx_http_ml_guard_ratelimit_ctx_t;
 
 
 enum {
@@ -66,7 +78,11 @@ struct ngx_http_ml_guard_ratelimit_ctx_s {
     mlg_gcra_limit_t                *gcra;
     ngx_str_t                       *keys;
     ngx_uint_t                      *conf_index;
-    ngx_str_t                        ban_key;
+
+    /* the lockout: one operation per request, once its credentials were
+     * checked: "F" when one was refused, else "B" */
+    ngx_uint_t                       failed;
+    ngx_str_t                        lockout_keys[2];   /* fail count, ban */
 };
 
 
@@ -77,6 +93,7 @@ typedef struct {
     ngx_queue_t                      queue;
     int64_t                          value;   /* TAT, or a ban's end */
     int64_t                          expire;  /* worthless from then on */
+    u_char                           ban;     /* a full zone keeps it */
     u_char                           data[1];
 } ngx_http_ml_guard_rl_node_t;
 
@@ -88,39 +105,164 @@ typedef struct {
 } ngx_http_ml_guard_rl_shctx_t;
 
 
-static ngx_http_ml_guard_redis_conf_t *ngx_http_ml_guard_rl_main(
-    ngx_conf_t *cf);
+static ngx_shm_zone_t *ngx_http_ml_guard_rl_zone(ngx_conf_t *cf);
+static char *ngx_http_ml_guard_rate_limit(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
+static char *ngx_http_ml_guard_auth_failures(ngx_conf_t *cf,
+    ngx_command_t *cmd, void *conf);
+static char *ngx_http_ml_guard_limits_zone_size(ngx_conf_t *cf, void *post,
+    void *data);
+static void *ngx_http_ml_guard_limits_create_main_conf(ngx_conf_t *cf);
+static char *ngx_http_ml_guard_limits_init_main_conf(ngx_conf_t *cf,
+    void *conf);
+static void *ngx_http_ml_guard_limits_create_conf(ngx_conf_t *cf);
+static char *ngx_http_ml_guard_limits_merge_conf(ngx_conf_t *cf,
+    void *parent, void *child);
+static ngx_int_t ngx_http_ml_guard_limits_init(ngx_conf_t *cf);
+static ngx_int_t ngx_http_ml_guard_limits_init_process(ngx_cycle_t *cycle);
+static void ngx_http_ml_guard_limits_exit_process(ngx_cycle_t *cycle);
+static ngx_int_t ngx_http_ml_guard_lockout_step(ngx_http_request_t *r,
+    ngx_http_ml_guard_ctx_t *ctx);
+static ngx_int_t ngx_http_ml_guard_auth_failed(ngx_http_request_t *r,
+    ngx_http_ml_guard_ctx_t *ctx);
+static ngx_int_t ngx_http_ml_guard_ratelimit_step(ngx_http_request_t *r,
+    ngx_http_ml_guard_ctx_t *ctx);
+
+
+static ngx_conf_post_handler_pt  ngx_http_ml_guard_limits_zone_post =
+    ngx_http_ml_guard_limits_zone_size;
+
+
+static ngx_command_t  ngx_http_ml_guard_limits_commands[] = {
+
+    { ngx_string("ml_guard_rate_limit"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_1MORE,
+      ngx_http_ml_guard_rate_limit,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      0,
+      NULL },
+
+    { ngx_string("ml_guard_auth_failures"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE2,
+      ngx_http_ml_guard_auth_failures,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      0,
+      NULL },
+
+    { ngx_string("ml_guard_limits_zone"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_size_slot,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      offsetof(ngx_http_ml_guard_limits_main_conf_t, zone_size),
+      &ngx_http_ml_guard_limits_zone_post },
+
+      ngx_null_command
+};
+
+
+static ngx_http_module_t  ngx_http_ml_guard_limits_module_ctx = {
+    NULL,                                        /* preconfiguration */
+    ngx_http_ml_guard_limits_init,               /* postconfiguration */
+
+    ngx_http_ml_guard_limits_create_main_conf,   /* create main configuration */
+    ngx_http_ml_guard_limits_init_main_conf,     /* init main configuration */
+
+    NULL,                                        /* create server configuration */
+    NULL,                                        /* merge server configuration */
+
+    ngx_http_ml_guard_limits_create_conf,        /* create location configuration */
+    ngx_http_ml_guard_limits_merge_conf          /* merge location configuration */
+};
+
+
+ngx_module_t  ngx_http_ml_guard_limits_module = {
+    NGX_MODULE_V1,
+    &ngx_http_ml_guard_limits_module_ctx,        /* module context */
+    ngx_http_ml_guard_limits_commands,           /* module directives */
+    NGX_HTTP_MODULE,                             /* module type */
+    NULL,                                        /* init master */
+    NULL,                                        /* init module */
+    ngx_http_ml_guard_limits_init_process,       /* init process */
+    NULL,                                        /* init thread */
+    NULL,                                        /* exit thread */
+    ngx_http_ml_guard_limits_exit_process,       /* exit process */
+    NULL,                                        /* exit master */
+    NGX_MODULE_V1_PADDING
+};
 
 
 /* ---- configuration ---------------------------------------------------- */
 
-ngx_int_t
-ngx_http_ml_guard_ratelimit_create_conf(ngx_conf_t *cf,
-    ngx_http_ml_guard_loc_conf_t *lcf)
+static void *
+ngx_http_ml_guard_limits_create_main_conf(ngx_conf_t *cf)
+{
+    ngx_http_ml_guard_limits_main_conf_t  *lmcf;
+
+    lmcf = ngx_pcalloc(cf->pool, sizeof(ngx_http_ml_guard_limits_main_conf_t));
+    if (lmcf == NULL) {
+        return NULL;
+    }
+
+    /* set by ngx_pcalloc(): lmcf->zone = NULL; */
+
+    lmcf->zone_size = NGX_CONF_UNSET_SIZE;
+
+    return lmcf;
+}
+
+
+static char *
+ngx_http_ml_guard_limits_init_main_conf(ngx_conf_t *cf, void *conf)
+{
+    ngx_http_ml_guard_limits_main_conf_t  *lmcf = conf;
+
+    ngx_conf_init_size_value(lmcf->zone_size, NGX_HTTP_ML_GUARD_ZONE_SIZE);
+
+    /* created by the first limit or lockout of the configuration */
+    if (lmcf->zone != NULL) {
+        lmcf->zone->shm.size = lmcf->zone_size;
+    }
+
+    return NGX_CONF_OK;
+}
+
+
+static char *
+ngx_http_ml_guard_limits_zone_size(ngx_conf_t *cf, void *post, void *data)
+{
+    size_t  *sp = data;
+
+    if (*sp < 8 * ngx_pagesize) {
+        return "is too small (at least 8 pages: 32k)";
+    }
+
+    return NGX_CONF_OK;
+}
+
+
+static void *
+ngx_http_ml_guard_limits_create_conf(ngx_conf_t *cf)
 {
     ngx_http_ml_guard_ratelimit_conf_t  *rlcf;
 
     rlcf = ngx_pcalloc(cf->pool, sizeof(ngx_http_ml_guard_ratelimit_conf_t));
     if (rlcf == NULL) {
-        return NGX_ERROR;
+        return NULL;
     }
 
     rlcf->limits = NGX_CONF_UNSET_PTR;
     rlcf->ban = NGX_CONF_UNSET_MSEC;
     rlcf->failures_set = NGX_CONF_UNSET;
 
-    lcf->ratelimit = rlcf;
-
-    return NGX_OK;
+    return rlcf;
 }
 
 
-char *
-ngx_http_ml_guard_ratelimit_merge_conf(ngx_conf_t *cf,
-    ngx_http_ml_guard_loc_conf_t *prev, ngx_http_ml_guard_loc_conf_t *conf)
+static char *
+ngx_http_ml_guard_limits_merge_conf(ngx_conf_t *cf, void *parent, void *child)
 {
-    ngx_http_ml_guard_ratelimit_conf_t  *p = prev->ratelimit;
-    ngx_http_ml_guard_ratelimit_conf_t  *c = conf->ratelimit;
+    ngx_http_ml_guard_ratelimit_conf_t  *p = parent;
+    ngx_http_ml_guard_ratelimit_conf_t  *c = child;
 
     /* limits declared on a level replace the inherited ones, as limit_req */
     ngx_conf_merge_ptr_value(c->limits, p->limits, NULL);
@@ -138,10 +280,21 @@ ngx_http_ml_guard_ratelimit_merge_conf(ngx_conf_t *cf,
 }
 
 
-ngx_int_t
-ngx_http_ml_guard_ratelimit_init_main(ngx_conf_t *cf,
-    ngx_http_ml_guard_main_conf_t *mcf)
+static ngx_int_t
+ngx_http_ml_guard_limits_init(ngx_conf_t *cf)
 {
+    if (ngx_http_ml_guard_add_step(cf, NGX_HTTP_ML_GUARD_LOCKOUT,
+                                   ngx_http_ml_guard_lockout_step) != NGX_OK
+        || ngx_http_ml_guard_add_step(cf, NGX_HTTP_ML_GUARD_LIMITS,
+                                      ngx_http_ml_guard_ratelimit_step)
+           != NGX_OK
+        || ngx_http_ml_guard_on_auth_failure(cf,
+                                             ngx_http_ml_guard_auth_failed)
+           != NGX_OK)
+    {
+        return NGX_ERROR;
+    }
+
     return NGX_OK;
 }
 
@@ -176,61 +329,41 @@ ngx_http_ml_guard_rl_zone_init(ngx_shm_zone_t *shm_zone, void *data)
     shpool->data = sh;
     shm_zone->data = sh;
 
-    /* a full zone evicts the least recently used keys: not worth a log */
+    /* a full zone evicts first; what it then cannot store is logged by
+     * ngx_http_ml_guard_rl_set() */
     shpool->log_nomem = 0;
 
     return NGX_OK;
 }
 
 
-/* the main-level state shared by the three directives */
-static ngx_http_ml_guard_redis_conf_t *
-ngx_http_ml_guard_rl_main(ngx_conf_t *cf)
+/* the zone of local limits, shared by every location's limits */
+static ngx_shm_zone_t *
+ngx_http_ml_guard_rl_zone(ngx_conf_t *cf)
 {
-    ngx_str_t                       name = ngx_string(NGX_HTTP_ML_GUARD_ZONE_NAME);
-    ngx_http_ml_guard_main_conf_t  *mcf;
-    ngx_http_ml_guard_redis_conf_t *rcf;
+    ngx_str_t                              name = ngx_string(NGX_HTTP_ML_GUARD_ZONE_NAME);
+    ngx_shm_zone_t                        *zone;
+    ngx_http_ml_guard_limits_main_conf_t  *lmcf;
 
-    mcf = ngx_http_conf_get_module_main_conf(cf, ngx_http_ml_guard_module);
+    lmcf = ngx_http_conf_get_module_main_conf(cf,
+                                              ngx_http_ml_guard_limits_module);
 
-    if (mcf->redis != NULL) {
-        return mcf->redis;
+    if (lmcf->zone != NULL) {
+        return lmcf->zone;
     }
 
-    rcf = ngx_pcalloc(cf->pool, sizeof(ngx_http_ml_guard_redis_conf_t));
-    if (rcf == NULL) {
+    /* sized at the end of http{} (ml_guard_limits_zone) */
+    zone = ngx_shared_memory_add(cf, &name, 0,
+                                 &ngx_http_ml_guard_limits_module);
+    if (zone == NULL) {
         return NULL;
     }
 
-    rcf->timeout = 50;
-    rcf->fail = NGX_HTTP_ML_GUARD_FAIL_LOCAL;
-    rcf->db = -1;
+    zone->init = ngx_http_ml_guard_rl_zone_init;
 
-    rcf->zone = ngx_shared_memory_add(cf, &name, NGX_HTTP_ML_GUARD_ZONE_SIZE,
-                                      &ngx_http_ml_guard_module);
-    if (rcf->zone == NULL) {
-        return NULL;
-    }
+    lmcf->zone = zone;
 
-    rcf->zone->init = ngx_http_ml_guard_rl_zone_init;
-
-    mcf->redis = rcf;
-
-    return rcf;
-}
-
-
-char *
-ngx_http_ml_guard_redis(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
-{
-    ngx_http_ml_guard_redis_conf_t  *rcf;
-
-    rcf = ngx_http_ml_guard_rl_main(cf);
-    if (rcf == NULL) {
-        return NGX_CONF_ERROR;
-    }
-
-    return ngx_http_ml_guard_redis_parse(cf, rcf);
+    return zone;
 }
 
 
@@ -259,10 +392,10 @@ ngx_http_ml_guard_rl_conf_rate(ngx_conf_t *cf, ngx_command_t *cmd,
 }
 
 
-char *
+static char *
 ngx_http_ml_guard_rate_limit(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 {
-    ngx_http_ml_guard_loc_conf_t  *lcf = conf;
+    ngx_http_ml_guard_ratelimit_conf_t  *rlcf = conf;
 
     ngx_str_t                           *value, s;
     ngx_uint_t                           i;
@@ -270,9 +403,8 @@ ngx_http_ml_guard_rate_limit(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
     const char                          *err;
     ngx_http_ml_guard_limit_t           *lim;
     ngx_http_compile_complex_value_t     ccv;
-    ngx_http_ml_guard_ratelimit_conf_t  *rlcf = lcf->ratelimit;
 
-    if (ngx_http_ml_guard_rl_main(cf) == NULL) {
+    if (ngx_http_ml_guard_rl_zone(cf) == NULL) {
         return NGX_CONF_ERROR;
     }
 
@@ -374,21 +506,20 @@ ngx_http_ml_guard_rate_limit(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 }
 
 
-char *
+static char *
 ngx_http_ml_guard_auth_failures(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf)
 {
-    ngx_http_ml_guard_loc_conf_t  *lcf = conf;
+    ngx_http_ml_guard_ratelimit_conf_t  *rlcf = conf;
 
     ngx_str_t                           *value, s;
     ngx_int_t                            ban;
-    ngx_http_ml_guard_ratelimit_conf_t  *rlcf = lcf->ratelimit;
 
     if (rlcf->failures_set != NGX_CONF_UNSET) {
         return "is duplicate";
     }
 
-    if (ngx_http_ml_guard_rl_main(cf) == NULL) {
+    if (ngx_http_ml_guard_rl_zone(cf) == NULL) {
         return NGX_CONF_ERROR;
     }
 
@@ -440,28 +571,28 @@ ngx_http_ml_guard_auth_failures(ngx_conf_t *cf, ngx_command_t *cmd,
 
 /* ---- worker lifecycle ------------------------------------------------- */
 
-ngx_int_t
-ngx_http_ml_guard_ratelimit_init_process(ngx_cycle_t *cycle)
+static ngx_int_t
+ngx_http_ml_guard_limits_init_process(ngx_cycle_t *cycle)
 {
-    ngx_http_ml_guard_main_conf_t  *mcf;
+    ngx_http_ml_guard_redis_conf_t  *rcf;
 
     if (cycle->conf_ctx[ngx_http_module.index] == NULL) {
         return NGX_OK;
     }
 
-    mcf = ngx_http_cycle_get_module_main_conf(cycle, ngx_http_ml_guard_module);
-    if (mcf == NULL) {
-        return NGX_OK;
-    }
+    rcf = ngx_http_cycle_get_module_main_conf(cycle,
+                                              ngx_http_ml_guard_redis_module);
 
-    return ngx_http_ml_guard_redis_init_worker(cycle, mcf->redis);
+    return ngx_http_ml_guard_rl_batch_init_worker(cycle,
+                                                  ngx_http_ml_guard_redis_set(rcf)
+                                                  ? rcf : NULL);
 }
 
 
-void
-ngx_http_ml_guard_ratelimit_exit_process(ngx_cycle_t *cycle)
+static void
+ngx_http_ml_guard_limits_exit_process(ngx_cycle_t *cycle)
 {
-    ngx_http_ml_guard_redis_exit_worker(cycle);
+    ngx_http_ml_guard_rl_batch_exit_worker(cycle);
 }
 
 
@@ -508,45 +639,77 @@ ngx_http_ml_guard_rl_get(ngx_http_ml_guard_rl_shctx_t *sh, ngx_str_t *key,
 }
 
 
+/*
+ * Makes room in a full zone, as limit_req does: up to two expired keys, and
+ * with force the least recently used live one too; a live ban is never
+ * evicted (a client flooding the zone with keys would lift its own ban).
+ */
 static void
+ngx_http_ml_guard_rl_expire(ngx_slab_pool_t *shpool,
+    ngx_http_ml_guard_rl_shctx_t *sh, int64_t now, ngx_uint_t force)
+{
+    ngx_uint_t                    i, expired;
+    ngx_queue_t                  *q, *prev;
+    ngx_http_ml_guard_rl_node_t  *node;
+
+    expired = 0;
+    q = ngx_queue_last(&sh->lru);
+
+    /* a bounded walk from the oldest end */
+    for (i = 0; i < 8 && q != ngx_queue_sentinel(&sh->lru); i++) {
+        prev = ngx_queue_prev(q);
+        node = ngx_queue_data(q, ngx_http_ml_guard_rl_node_t, queue);
+
+        if (node->expire <= now) {
+            ngx_http_ml_guard_rl_delete(shpool, sh, node);
+            if (++expired == 2) {
+                return;
+            }
+
+        } else if (force && !node->ban) {
+            ngx_http_ml_guard_rl_delete(shpool, sh, node);
+            force = 0;
+
+        } else if (!force) {
+            /* fresher from here on */
+            return;
+        }
+
+        q = prev;
+    }
+}
+
+
+/* NGX_ERROR: the zone is full of what it must keep (logged) */
+static ngx_int_t
 ngx_http_ml_guard_rl_set(ngx_slab_pool_t *shpool,
     ngx_http_ml_guard_rl_shctx_t *sh, ngx_str_t *key, int64_t value,
-    int64_t expire, int64_t now)
+    int64_t expire, int64_t now, ngx_uint_t ban)
 {
     size_t                        size;
-    ngx_uint_t                    i;
-    ngx_queue_t                  *q;
-    ngx_http_ml_guard_rl_node_t  *node, *old;
+    ngx_http_ml_guard_rl_node_t  *node;
 
     node = ngx_http_ml_guard_rl_lookup(sh, key);
 
     if (node == NULL) {
 
-        /* drop up to two expired keys, as limit_req does */
-        for (i = 0; i < 2 && !ngx_queue_empty(&sh->lru); i++) {
-            q = ngx_queue_last(&sh->lru);
-            old = ngx_queue_data(q, ngx_http_ml_guard_rl_node_t, queue);
-            if (old->expire > now) {
-                break;
-            }
-            ngx_http_ml_guard_rl_delete(shpool, sh, old);
-        }
+        ngx_http_ml_guard_rl_expire(shpool, sh, now, 0);
 
         size = offsetof(ngx_http_ml_guard_rl_node_t, data) + key->len;
 
         node = ngx_slab_alloc_locked(shpool, size);
 
-        /* full: evict the least recently used keys, even live ones */
-        for (i = 0; node == NULL && i < 16 && !ngx_queue_empty(&sh->lru); i++)
-        {
-            q = ngx_queue_last(&sh->lru);
-            old = ngx_queue_data(q, ngx_http_ml_guard_rl_node_t, queue);
-            ngx_http_ml_guard_rl_delete(shpool, sh, old);
+        if (node == NULL) {
+            ngx_http_ml_guard_rl_expire(shpool, sh, now, 1);
             node = ngx_slab_alloc_locked(shpool, size);
         }
 
         if (node == NULL) {
-            return;
+            ngx_log_error(NGX_LOG_ERR, ngx_cycle->log, 0,
+                          "ml_guard: could not allocate node in the "
+                          "\"" NGX_HTTP_ML_GUARD_ZONE_NAME "\" zone "
+                          "(ml_guard_limits_zone): request refused");
+            return NGX_ERROR;
         }
 
         ngx_memcpy(node->data, key->data, key->len);
@@ -561,33 +724,44 @@ ngx_http_ml_guard_rl_set(ngx_slab_pool_t *shpool,
 
     node->value = value;
     node->expire = expire;
+    node->ban = (u_char) ban;
     ngx_queue_insert_head(&sh->lru, &node->queue);
+
+    return NGX_OK;
 }
 
 
 enum {
     MLG_LOCAL_LIMIT = 0,   /* the limits of rl */
-    MLG_LOCAL_BAN,         /* is rl->ban_key banned */
-    MLG_LOCAL_FAIL         /* count a failure on fail_key, ban when over */
+    MLG_LOCAL_BAN,         /* is the address banned */
+    MLG_LOCAL_FAIL         /* the same, and if not, count a failure; ban
+                            * when over */
 };
 
 
-/* the fail=local counterpart of one script call, under the zone's lock */
-static void
-ngx_http_ml_guard_rl_local(ngx_http_ml_guard_redis_conf_t *rcf,
+/*
+ * The fail=local counterpart of one script call, under the zone's lock.
+ * NGX_ERROR: the zone could not store the outcome (refuse the request).
+ */
+static ngx_int_t
+ngx_http_ml_guard_rl_local(ngx_shm_zone_t *zone,
     ngx_http_ml_guard_ratelimit_conf_t *rlcf, ngx_uint_t op,
-    ngx_http_ml_guard_ratelimit_ctx_t *rl, ngx_str_t *fail_key,
-    mlg_gcra_result_t *res)
+    ngx_http_ml_guard_ratelimit_ctx_t *rl, mlg_gcra_result_t *res)
 {
     int64_t                        now, until, tats[MLG_GCRA_MAX_LIMITS];
+    ngx_str_t                     *fail_key, *ban_key;
+    ngx_int_t                      rc;
     ngx_uint_t                     i;
+    mlg_gcra_result_t              counted;
     ngx_slab_pool_t               *shpool;
     ngx_http_ml_guard_rl_node_t   *node;
     ngx_http_ml_guard_rl_shctx_t  *sh;
 
-    shpool = (ngx_slab_pool_t *) rcf->zone->shm.addr;
-    sh = rcf->zone->data;
+    shpool = (ngx_slab_pool_t *) zone->shm.addr;
+    sh = zone->data;
     now = ngx_http_ml_guard_rl_now();
+
+    rc = NGX_OK;
 
     ngx_shmtx_lock(&shpool->mutex);
 
@@ -599,42 +773,51 @@ ngx_http_ml_guard_rl_local(ngx_http_ml_guard_redis_conf_t *rcf,
         }
 
         if (mlg_gcra_check_all(rl->gcra, tats, (int) rl->n, now, res)) {
-            for (i = 0; i < rl->n; i++) {
+            for (i = 0; i < rl->n && rc == NGX_OK; i++) {
                 /* a key is worthless once its TAT has passed */
-                ngx_http_ml_guard_rl_set(shpool, sh, &rl->keys[i], tats[i],
-                                         tats[i], now);
+                rc = ngx_http_ml_guard_rl_set(shpool, sh, &rl->keys[i],
+                                              tats[i], tats[i], now, 0);
             }
         }
         break;
 
-    case MLG_LOCAL_BAN:
-        until = ngx_http_ml_guard_rl_get(sh, &rl->ban_key, now);
+    default: /* MLG_LOCAL_BAN, MLG_LOCAL_FAIL */
+        fail_key = &rl->lockout_keys[0];
+        ban_key = &rl->lockout_keys[1];
+
+        until = ngx_http_ml_guard_rl_get(sh, ban_key, now);
 
         ngx_memzero(res, sizeof(mlg_gcra_result_t));
         res->allowed = until <= now;
         res->retry_after_us = res->allowed ? 0 : until - now;
-        break;
 
-    default: /* MLG_LOCAL_FAIL */
-        tats[0] = ngx_http_ml_guard_rl_get(sh, fail_key, now);
-        mlg_gcra_check(&rlcf->failures, tats[0], now, res, &tats[1]);
-
-        if (res->allowed) {
-            ngx_http_ml_guard_rl_set(shpool, sh, fail_key, tats[1], tats[1],
-                                     now);
+        if (op == MLG_LOCAL_BAN || !res->allowed) {
+            /* banned: a failure is not counted */
             break;
         }
 
-        until = now + (int64_t) rlcf->ban * 1000;
-        ngx_http_ml_guard_rl_set(shpool, sh, &rl->ban_key, until, until, now);
+        tats[0] = ngx_http_ml_guard_rl_get(sh, fail_key, now);
+        mlg_gcra_check(&rlcf->failures, tats[0], now, &counted, &tats[1]);
+
+        if (counted.allowed) {
+            rc = ngx_http_ml_guard_rl_set(shpool, sh, fail_key, tats[1],
+                                          tats[1], now, 0);
+            break;
+        }
 
         node = ngx_http_ml_guard_rl_lookup(sh, fail_key);
         if (node != NULL) {
             ngx_http_ml_guard_rl_delete(shpool, sh, node);
         }
+
+        until = now + (int64_t) rlcf->ban * 1000;
+        rc = ngx_http_ml_guard_rl_set(shpool, sh, ban_key, until, until, now,
+                                      1);
     }
 
     ngx_shmtx_unlock(&shpool->mutex);
+
+    return rc;
 }
 
 
@@ -645,7 +828,9 @@ ngx_http_ml_guard_rl_ctx(ngx_http_request_t *r, ngx_http_ml_guard_ctx_t *ctx)
 {
     ngx_http_ml_guard_ratelimit_ctx_t  *rl;
 
-    if (ctx->ratelimit == NULL) {
+    rl = ngx_http_get_module_ctx(r, ngx_http_ml_guard_limits_module);
+
+    if (rl == NULL) {
         rl = ngx_pcalloc(r->pool, sizeof(ngx_http_ml_guard_ratelimit_ctx_t));
         if (rl == NULL) {
             return NULL;
@@ -656,10 +841,11 @@ ngx_http_ml_guard_rl_ctx(ngx_http_request_t *r, ngx_http_ml_guard_ctx_t *ctx)
         rl->lockout.lockout = 1;
         rl->limit.request = r;
         rl->limit.rl = rl;
-        ctx->ratelimit = rl;
+
+        ngx_http_set_ctx(r, rl, ngx_http_ml_guard_limits_module);
     }
 
-    return ctx->ratelimit;
+    return rl;
 }
 
 
@@ -724,7 +910,8 @@ ngx_http_ml_guard_rl_build(ngx_http_request_t *r,
     ngx_http_ml_guard_ratelimit_conf_t *rlcf, ngx_http_ml_guard_ctx_t *ctx,
     ngx_http_ml_guard_ratelimit_ctx_t *rl)
 {
-    ngx_str_t                   value, addr;
+    u_char                     *p;
+    ngx_str_t                   value, addr, principal_kind;
     ngx_uint_t                  i, n;
     const char                 *kind;
     size_t                      kind_len;
@@ -746,6 +933,34 @@ ngx_http_ml_guard_rl_build(ngx_http_request_t *r,
 
     ngx_http_ml_guard_rl_addr(r, &addr);
 
+    /*
+     * A principal is a name within its method (and a JWT subject within its
+     * issuer): the API key "svc" and a token with sub=svc are two clients.
+     * "principal:METHOD" or "principal:jwt:LEN:ISSUER".
+     */
+    ngx_str_null(&principal_kind);
+
+    if (ctx->principal.len) {
+        principal_kind.data = ngx_pnalloc(r->pool,
+                                          sizeof("principal:") - 1
+                                          + ctx->auth_method.len
+                                          + 2 + NGX_SIZE_T_LEN
+                                          + ctx->auth_issuer.len);
+        if (principal_kind.data == NULL) {
+            return NGX_ERROR;
+        }
+
+        p = ngx_sprintf(principal_kind.data, "principal:%V",
+                        &ctx->auth_method);
+
+        if (ctx->auth_issuer.len) {
+            p = ngx_sprintf(p, ":%uz:%V", ctx->auth_issuer.len,
+                            &ctx->auth_issuer);
+        }
+
+        principal_kind.len = p - principal_kind.data;
+    }
+
     for (i = 0; i < rlcf->limits->nelts; i++) {
 
         if (lim[i].key != NULL) {
@@ -764,8 +979,8 @@ ngx_http_ml_guard_rl_build(ngx_http_request_t *r,
 
         } else if (ctx->principal.len) {
             value = ctx->principal;
-            kind = "principal";
-            kind_len = sizeof("principal") - 1;
+            kind = (const char *) principal_kind.data;
+            kind_len = principal_kind.len;
 
         } else {
             value = addr;
@@ -820,7 +1035,8 @@ ngx_http_ml_guard_rl_result(ngx_http_ml_guard_rl_call_t *call,
     }
 
     if (call->lockout) {
-        if (n != 1) {
+        /* B: the ban's time left; F: the same before it, and the count */
+        if (n != (rl->failed ? 2 : 1)) {
             return NGX_ERROR;
         }
 
@@ -863,17 +1079,13 @@ ngx_http_ml_guard_rl_reply(void *data, const long long *values, ngx_uint_t n,
 static ngx_int_t
 ngx_http_ml_guard_rl_call(ngx_http_request_t *r,
     ngx_http_ml_guard_rl_call_t *call, ngx_uint_t nkeys, ngx_str_t *keys,
-    ngx_str_t *spec, ngx_uint_t nvalues)
+    ngx_str_t *spec, ngx_uint_t nvalues, ngx_uint_t same)
 {
     ngx_int_t  rc;
 
-    /* identical checks in one batch: one ban lookup serves all, limits
-     * are counted together */
-    rc = ngx_http_ml_guard_redis_queue(r->pool, nkeys, keys, spec, nvalues,
-                                       call->lockout
-                                       ? NGX_HTTP_ML_GUARD_REDIS_SHARE
-                                       : NGX_HTTP_ML_GUARD_REDIS_COUNT,
-                                       ngx_http_ml_guard_rl_reply, call);
+    rc = ngx_http_ml_guard_rl_queue(r->pool, nkeys, keys, spec, nvalues,
+                                       same, ngx_http_ml_guard_rl_reply,
+                                       call);
 
     if (rc == NGX_AGAIN) {
         call->state = MLG_RL_WAITING;
@@ -910,14 +1122,15 @@ ngx_http_ml_guard_rl_header(ngx_http_request_t *r, const char *name,
 }
 
 
+/* ml_guard_redis, or NULL: limits are local */
 static ngx_http_ml_guard_redis_conf_t *
-ngx_http_ml_guard_rl_redis_conf(ngx_http_request_t *r)
+ngx_http_ml_guard_rl_redis(ngx_http_request_t *r)
 {
-    ngx_http_ml_guard_main_conf_t  *mcf;
+    ngx_http_ml_guard_redis_conf_t  *rcf;
 
-    mcf = ngx_http_get_module_main_conf(r, ngx_http_ml_guard_module);
+    rcf = ngx_http_get_module_main_conf(r, ngx_http_ml_guard_redis_module);
 
-    return mcf->redis;
+    return ngx_http_ml_guard_redis_set(rcf) ? rcf : NULL;
 }
 
 
@@ -931,7 +1144,7 @@ ngx_http_ml_guard_rl_fail(ngx_http_request_t *r, ngx_http_ml_guard_ctx_t *ctx,
     ngx_http_ml_guard_redis_conf_t *rcf)
 {
     /* without Redis the limits are local by design */
-    switch (rcf->address.len ? rcf->fail : NGX_HTTP_ML_GUARD_FAIL_LOCAL) {
+    switch (rcf ? rcf->fail : NGX_HTTP_ML_GUARD_FAIL_LOCAL) {
 
     case NGX_HTTP_ML_GUARD_FAIL_OPEN:
         return NGX_OK;
@@ -992,14 +1205,21 @@ ngx_http_ml_guard_rl_send_limits(ngx_http_request_t *r,
                        lim[rl->conf_index[i]].spec.len);
     }
 
+    /* identical requests in one batch are counted together */
     return ngx_http_ml_guard_rl_call(r, &rl->limit, rl->n, rl->keys, &spec,
-                                     rl->n);
+                                     rl->n, NGX_HTTP_ML_GUARD_RL_COUNT);
 }
 
 
-/* sends the ban check of this request's address */
+/*
+ * Sends the lockout operation of this request's address: a refused
+ * credential is counted ("F"), in order with every other one at Redis, and
+ * its outcome told only once counted; an accepted one (or none) checks the
+ * ban ("B").  Identical ban checks in one batch share one answer: the
+ * script gives it as of the end of the batch, after its failures.
+ */
 static ngx_int_t
-ngx_http_ml_guard_rl_send_ban(ngx_http_request_t *r,
+ngx_http_ml_guard_rl_send_lockout(ngx_http_request_t *r,
     ngx_http_ml_guard_ratelimit_conf_t *rlcf, ngx_http_ml_guard_ctx_t *ctx,
     ngx_http_ml_guard_ratelimit_ctx_t *rl)
 {
@@ -1007,14 +1227,25 @@ ngx_http_ml_guard_rl_send_ban(ngx_http_request_t *r,
 
     ngx_http_ml_guard_rl_addr(r, &addr);
 
-    if (ngx_http_ml_guard_rl_key(r, &rl->ban_key, "addr", 4, &addr, "ban")
-        != NGX_OK)
+    if (ngx_http_ml_guard_rl_key(r, &rl->lockout_keys[0], "addr", 4, &addr,
+                                 "af")
+        != NGX_OK
+        || ngx_http_ml_guard_rl_key(r, &rl->lockout_keys[1], "addr", 4, &addr,
+                                    "ban")
+           != NGX_OK)
     {
         return NGX_ERROR;
     }
 
-    return ngx_http_ml_guard_rl_call(r, &rl->lockout, 1, &rl->ban_key, &spec,
-                                     1);
+    if (!rl->failed) {
+        return ngx_http_ml_guard_rl_call(r, &rl->lockout, 1,
+                                         &rl->lockout_keys[1], &spec, 1,
+                                         NGX_HTTP_ML_GUARD_RL_SHARE);
+    }
+
+    return ngx_http_ml_guard_rl_call(r, &rl->lockout, 2, rl->lockout_keys,
+                                     &rlcf->failures_spec, 2,
+                                     NGX_HTTP_ML_GUARD_RL_ALONE);
 }
 
 
@@ -1025,13 +1256,14 @@ ngx_http_ml_guard_rl_send_ban(ngx_http_request_t *r,
  */
 static ngx_int_t
 ngx_http_ml_guard_rl_decide(ngx_http_request_t *r,
-    ngx_http_ml_guard_loc_conf_t *lcf, ngx_http_ml_guard_ctx_t *ctx,
+    ngx_http_ml_guard_ratelimit_conf_t *rlcf, ngx_http_ml_guard_ctx_t *ctx,
     ngx_uint_t lockout, ngx_http_ml_guard_ratelimit_ctx_t **rlp)
 {
-    ngx_int_t                           rc;
-    ngx_http_ml_guard_rl_call_t        *call;
-    ngx_http_ml_guard_redis_conf_t     *rcf;
-    ngx_http_ml_guard_ratelimit_ctx_t  *rl;
+    ngx_int_t                              rc;
+    ngx_http_ml_guard_rl_call_t           *call;
+    ngx_http_ml_guard_redis_conf_t        *rcf;
+    ngx_http_ml_guard_limits_main_conf_t  *lmcf;
+    ngx_http_ml_guard_ratelimit_ctx_t     *rl;
 
     rl = ngx_http_ml_guard_rl_ctx(r, ctx);
     if (rl == NULL) {
@@ -1047,19 +1279,19 @@ ngx_http_ml_guard_rl_decide(ngx_http_request_t *r,
 
     if (call->state == MLG_RL_IDLE) {
         rc = lockout
-             ? ngx_http_ml_guard_rl_send_ban(r, lcf->ratelimit, ctx, rl)
-             : ngx_http_ml_guard_rl_send_limits(r, lcf->ratelimit, ctx, rl);
+             ? ngx_http_ml_guard_rl_send_lockout(r, rlcf, ctx, rl)
+             : ngx_http_ml_guard_rl_send_limits(r, rlcf, ctx, rl);
         if (rc != NGX_OK) {
             return rc;
         }
     }
 
     if (call->unavailable) {
-        rcf = ngx_http_ml_guard_rl_redis_conf(r);
+        rcf = ngx_http_ml_guard_rl_redis(r);
 
         rc = ngx_http_ml_guard_rl_fail(r, ctx, rcf);
 
-        if (!lockout && rcf->address.len) {
+        if (!lockout && rcf != NULL) {
             ngx_http_ml_guard_metric_add(rc == NGX_DECLINED
                                          ? MLG_METRIC_RATELIMIT_LOCAL
                                          : rc == NGX_OK
@@ -1072,28 +1304,57 @@ ngx_http_ml_guard_rl_decide(ngx_http_request_t *r,
             return rc;
         }
 
-        ngx_http_ml_guard_rl_local(rcf, lcf->ratelimit,
-                                   lockout ? MLG_LOCAL_BAN : MLG_LOCAL_LIMIT,
-                                   rl, NULL, &call->result);
+        lmcf = ngx_http_get_module_main_conf(r,
+                                             ngx_http_ml_guard_limits_module);
+
+        if (ngx_http_ml_guard_rl_local(lmcf->zone, rlcf,
+                                       !lockout ? MLG_LOCAL_LIMIT
+                                       : rl->failed ? MLG_LOCAL_FAIL
+                                       : MLG_LOCAL_BAN,
+                                       rl, &call->result)
+            != NGX_OK)
+        {
+            ctx->retry_after = 1;
+            return ngx_http_ml_guard_deny(r, ctx,
+                                          MLG_REASON_LIMITER_UNAVAILABLE,
+                                          "the rate limiter is unavailable");
+        }
     }
 
     return NGX_DONE;
 }
 
 
-ngx_int_t
-ngx_http_ml_guard_lockout_step(ngx_http_request_t *r,
-    ngx_http_ml_guard_loc_conf_t *lcf, ngx_http_ml_guard_ctx_t *ctx)
+/*
+ * The lockout of this request's address, once its credentials were checked
+ * (failed: one was refused).  NGX_OK: go on (and answer a refusal 401);
+ * NGX_AGAIN: waiting for Redis; else 429 locked_out, or fail=closed's 503.
+ */
+static ngx_int_t
+ngx_http_ml_guard_rl_lockout(ngx_http_request_t *r,
+    ngx_http_ml_guard_ctx_t *ctx, ngx_uint_t failed)
 {
-    ngx_int_t                           rc;
-    mlg_gcra_result_t                  *res;
-    ngx_http_ml_guard_ratelimit_ctx_t  *rl;
+    ngx_int_t                            rc;
+    mlg_gcra_result_t                   *res;
+    ngx_http_ml_guard_ratelimit_ctx_t   *rl;
+    ngx_http_ml_guard_ratelimit_conf_t  *rlcf;
 
-    if (lcf->ratelimit == NULL || !lcf->ratelimit->failures_set) {
+    rlcf = ngx_http_get_module_loc_conf(r, ngx_http_ml_guard_limits_module);
+
+    if (!rlcf->failures_set) {
         return NGX_OK;
     }
 
-    rc = ngx_http_ml_guard_rl_decide(r, lcf, ctx, 1, &rl);
+    rl = ngx_http_ml_guard_rl_ctx(r, ctx);
+    if (rl == NULL) {
+        return NGX_ERROR;
+    }
+
+    if (rl->lockout.state == MLG_RL_IDLE) {
+        rl->failed = failed;
+    }
+
+    rc = ngx_http_ml_guard_rl_decide(r, rlcf, ctx, 1, &rl);
     if (rc != NGX_DONE) {
         return rc;
     }
@@ -1112,72 +1373,43 @@ ngx_http_ml_guard_lockout_step(ngx_http_request_t *r,
 }
 
 
-void
-ngx_http_ml_guard_auth_failed(ngx_http_request_t *r,
-    ngx_http_ml_guard_loc_conf_t *lcf, ngx_http_ml_guard_ctx_t *ctx)
+/* accepted credentials (or ml_guard_auth none): is the address banned */
+static ngx_int_t
+ngx_http_ml_guard_lockout_step(ngx_http_request_t *r,
+    ngx_http_ml_guard_ctx_t *ctx)
 {
-    ngx_str_t                            addr, keys[2];
-    ngx_int_t                            rc;
-    mlg_gcra_result_t                    res;
-    ngx_http_ml_guard_redis_conf_t      *rcf;
-    ngx_http_ml_guard_ratelimit_ctx_t   *rl;
-    ngx_http_ml_guard_ratelimit_conf_t  *rlcf = lcf->ratelimit;
-
-    if (rlcf == NULL || !rlcf->failures_set) {
-        return;
-    }
-
-    rl = ngx_http_ml_guard_rl_ctx(r, ctx);
-    if (rl == NULL) {
-        return;
-    }
-
-    rcf = ngx_http_ml_guard_rl_redis_conf(r);
-
-    ngx_http_ml_guard_rl_addr(r, &addr);
-
-    if (ngx_http_ml_guard_rl_key(r, &keys[0], "addr", 4, &addr, "af")
-        != NGX_OK
-        || (rl->ban_key.len == 0
-            && ngx_http_ml_guard_rl_key(r, &rl->ban_key, "addr", 4, &addr,
-                                        "ban")
-               != NGX_OK))
-    {
-        return;
-    }
-
-    keys[1] = rl->ban_key;
-
-    /* counted without waiting: nobody needs the reply */
-    rc = ngx_http_ml_guard_redis_queue(r->pool, 2, keys, &rlcf->failures_spec,
-                                       1, NGX_HTTP_ML_GUARD_REDIS_ALONE,
-                                       NULL, NULL);
-
-    if (rc == NGX_DECLINED
-        && (rcf->address.len == 0 || rcf->fail == NGX_HTTP_ML_GUARD_FAIL_LOCAL))
-    {
-        ngx_http_ml_guard_rl_local(rcf, rlcf, MLG_LOCAL_FAIL, rl, &keys[0],
-                                   &res);
-    }
+    return ngx_http_ml_guard_rl_lockout(r, ctx, 0);
 }
 
 
-ngx_int_t
-ngx_http_ml_guard_ratelimit_step(ngx_http_request_t *r,
-    ngx_http_ml_guard_loc_conf_t *lcf, ngx_http_ml_guard_ctx_t *ctx)
+/* none accepted: a refusal is counted, a missing one checks the ban */
+static ngx_int_t
+ngx_http_ml_guard_auth_failed(ngx_http_request_t *r,
+    ngx_http_ml_guard_ctx_t *ctx)
 {
-    ngx_int_t                           rc;
-    mlg_gcra_result_t                  *res;
-    ngx_http_ml_guard_limit_t          *lim;
-    ngx_http_ml_guard_ratelimit_ctx_t  *rl;
+    return ngx_http_ml_guard_rl_lockout(r, ctx,
+                                        ctx->auth_failure
+                                        != MLG_REASON_MISSING_CREDENTIALS);
+}
 
-    if (lcf->ratelimit == NULL || lcf->ratelimit->limits == NULL
-        || lcf->ratelimit->limits->nelts == 0)
-    {
+
+static ngx_int_t
+ngx_http_ml_guard_ratelimit_step(ngx_http_request_t *r,
+    ngx_http_ml_guard_ctx_t *ctx)
+{
+    ngx_int_t                            rc;
+    mlg_gcra_result_t                   *res;
+    ngx_http_ml_guard_limit_t           *lim;
+    ngx_http_ml_guard_ratelimit_ctx_t   *rl;
+    ngx_http_ml_guard_ratelimit_conf_t  *rlcf;
+
+    rlcf = ngx_http_get_module_loc_conf(r, ngx_http_ml_guard_limits_module);
+
+    if (rlcf->limits == NULL || rlcf->limits->nelts == 0) {
         return NGX_OK;
     }
 
-    rc = ngx_http_ml_guard_rl_decide(r, lcf, ctx, 0, &rl);
+    rc = ngx_http_ml_guard_rl_decide(r, rlcf, ctx, 0, &rl);
     if (rc != NGX_DONE) {
         return rc;
     }
@@ -1185,7 +1417,7 @@ ngx_http_ml_guard_ratelimit_step(ngx_http_request_t *r,
     res = &rl->limit.result;
 
     if (!rl->limit.unavailable
-        || ngx_http_ml_guard_rl_redis_conf(r)->address.len == 0)
+        || ngx_http_ml_guard_rl_redis(r) == NULL)
     {
         ngx_http_ml_guard_metric_add(res->allowed
                                      ? MLG_METRIC_RATELIMIT_ALLOWED
@@ -1196,7 +1428,7 @@ ngx_http_ml_guard_ratelimit_step(ngx_http_request_t *r,
         return NGX_OK;
     }
 
-    lim = lcf->ratelimit->limits->elts;
+    lim = rlcf->limits->elts;
     lim = &lim[rl->conf_index[res->index]];
 
     ctx->ratelimit_remaining = res->remaining;

@@ -1,135 +1,65 @@
 /*
- * hiredis <-> nginx event loop adapter for ml-guard's rate limits.
+ * A Redis client for ml-guard, driven by nginx's event loop: commands in,
+ * replies out.  It knows nothing of what its users store (the rate limits
+ * batch their checks into script calls: ngx_http_ml_guard_ratelimit_redis.c).
  *
- * Each worker keeps one non-blocking hiredis connection.  Checks are
- * queued into a batch, sent as one EVALSHA of the rate-limit script at the
- * end of the event-loop turn (held a few more turns while turns keep adding
- * checks), or, while an earlier batch is still in flight, as soon as its
- * reply arrives: under load each worker has one batch at Redis and the next
- * one filling, so batches grow with the load.
- * Inside Redis a script call, and waking Redis at all, cost far more than
- * the arithmetic: one call per batch rather than per request is what keeps
- * a Redis limit cheap.  Every command has its own nginx timer (hiredis 0.14 has no async
- * timeouts).  A circuit breaker decides whether commands are sent at all:
+ * Each worker keeps one non-blocking hiredis connection.  Every command has
+ * its own nginx timer (hiredis 0.14 has no async timeouts) and a callback
+ * that runs exactly once, never from inside the call that sent it.  Scripts
+ * are given by their user as opaque text: sent by EVALSHA, loaded with
+ * SCRIPT LOAD on every connection, and resent once as EVAL when Redis
+ * answers NOSCRIPT (restart, SCRIPT FLUSH).  A circuit breaker decides
+ * whether commands are sent at all:
  *
  *   up    commands are sent.  Any failure (a command timing out, the
  *         connection lost, AUTH/SELECT refused, an error reply) opens the
  *         breaker: the connection is dropped, so every pending command
  *         fails at once instead of waiting for its own timeout.
- *   down  nothing is sent: callers use their fail= mode immediately.  A
+ *   down  nothing is sent: the caller is told at once (NGX_DECLINED).  A
  *         probe (connect, AUTH, SELECT, SCRIPT LOAD) runs after a backoff
  *         (100 ms doubling to 3 s, with jitter so gateways don't probe in
  *         step); when it answers in time, the breaker closes.
  *
- * Each change of state is logged once.  An operation outlives its request
- * when the request is finalized while the reply is pending: a pool cleanup
- * detaches it, and the command is freed when hiredis is done with it.
+ * Each change of state goes to the user's state handler, which logs it.
  */
 
 #include <ngx_config.h>
 #include <ngx_core.h>
 #include <ngx_http.h>
 
-#include <hiredis/async.h>
+#include <openssl/evp.h>
 
 #include "ngx_http_ml_guard_redis.h"
 #include "mlg_conffile.h"
-#include "mlg_gcra.h"
 
 
 #define NGX_HTTP_ML_GUARD_REDIS_BACKOFF_MIN  100
 #define NGX_HTTP_ML_GUARD_REDIS_BACKOFF_MAX  3000
 
 
-/* a batch's limits on what the worker buffers until the end of the turn */
-#define NGX_HTTP_ML_GUARD_REDIS_BATCH_KEYS   512
-#define NGX_HTTP_ML_GUARD_REDIS_BATCH_BYTES  (32 * 1024)
-/* how long a batch may wait for more checks while the worker is busy: event
- * loop turns, and milliseconds since it opened */
-#define NGX_HTTP_ML_GUARD_REDIS_HOLD_TURNS   64
-#define NGX_HTTP_ML_GUARD_REDIS_HOLD_MSEC    2
-
-
-/* a request waiting for its part of a batch's reply */
-typedef struct {
-    ngx_http_ml_guard_redis_handler_pt   handler;  /* NULL: nobody waits */
-    void                                *data;
-    ngx_pool_cleanup_t                  *cleanup;
-    uint16_t                             op;       /* its operation */
-    uint16_t                             seq;      /* among the op's waiters */
-} ngx_http_ml_guard_redis_waiter_t;
-
-
-/* one operation of a batch, for one or more identical requests */
-typedef struct {
-    ngx_uint_t                           nvalues;  /* integers per request */
-    ngx_uint_t                           same;     /* NGX_HTTP_ML_GUARD_REDIS_* */
-    ngx_uint_t                           count;    /* requests */
-    ngx_uint_t                           reply;    /* its first integer */
-    ngx_uint_t                           counted;  /* sent as "cL ..": the
-                                                    * reply adds k */
-} ngx_http_ml_guard_redis_op_t;
-
-
-/* one command sent to Redis: a batch of operations, or the probe */
+/* one command sent to Redis */
 typedef struct {
     ngx_event_t                          timer;
+    ngx_http_ml_guard_redis_handler_pt   handler;
+    void                                *data;
+    ngx_http_ml_guard_redis_script_t    *script;   /* EVALSHA of it, or NULL */
     ngx_uint_t                           probe;
     ngx_uint_t                           retried;
-    ngx_uint_t                           finished; /* waiters were told */
-    ngx_uint_t                           counted;  /* in mlg_redis.inflight */
+    ngx_uint_t                           finished; /* the handler ran */
     int                                  argc;
     const char                         **argv;
     size_t                              *argvlen;
-    ngx_uint_t                           nvalues;
-    ngx_uint_t                           nops;
-    ngx_uint_t                           nwaiters;
-    ngx_http_ml_guard_redis_op_t         ops[NGX_HTTP_ML_GUARD_REDIS_BATCH];
-    ngx_http_ml_guard_redis_waiter_t     waiters[NGX_HTTP_ML_GUARD_REDIS_WAITERS];
 } ngx_http_ml_guard_redis_cmd_t;
-
-
-/* where an operation's keys and spec are in the batch's buffers */
-typedef struct {
-    uint32_t                             hash;     /* of keys and spec */
-    uint32_t                             key;      /* first, in key_len */
-    uint32_t                             nkeys;
-    uint32_t                             keys_at;
-    uint32_t                             keys_len;
-    uint32_t                             spec_at;
-    uint32_t                             spec_len;
-} ngx_http_ml_guard_redis_slot_t;
-
-
-/* the batch being filled during this event-loop turn */
-typedef struct {
-    ngx_http_ml_guard_redis_cmd_t       *cmd;
-    ngx_event_t                          flush;    /* posted while cmd */
-    ngx_msec_t                           opened;
-    ngx_uint_t                           turns;    /* held for */
-    ngx_uint_t                           seen;     /* waiters at the last
-                                                    * turn's end */
-    ngx_uint_t                           nkeys;
-    size_t                               keys_used;
-    size_t                               specs_used;
-    ngx_http_ml_guard_redis_slot_t       slot[NGX_HTTP_ML_GUARD_REDIS_BATCH];
-    size_t                               key_len[NGX_HTTP_ML_GUARD_REDIS_BATCH_KEYS];
-    u_char                               keys[NGX_HTTP_ML_GUARD_REDIS_BATCH_BYTES];
-    u_char                               specs[NGX_HTTP_ML_GUARD_REDIS_BATCH_BYTES];
-} ngx_http_ml_guard_redis_batch_t;
 
 
 typedef struct {
     ngx_http_ml_guard_redis_conf_t      *conf;
+    ngx_http_ml_guard_redis_script_t    *script;   /* loaded by the probe */
+    ngx_http_ml_guard_redis_state_pt     state;
     redisAsyncContext                   *ac;
     ngx_uint_t                           up;
     ngx_msec_t                           backoff;
     ngx_event_t                          probe;
-    char                                 sha[41];
-    const char                          *script;
-    size_t                               script_len;
-    ngx_http_ml_guard_redis_batch_t      batch;
-    ngx_uint_t                           inflight;  /* batches sent */
 } ngx_http_ml_guard_redis_worker_t;
 
 
@@ -141,6 +71,86 @@ static void ngx_http_ml_guard_redis_probe_done(redisReply *reply);
 
 
 static ngx_http_ml_guard_redis_worker_t  mlg_redis;
+
+
+static char *ngx_http_ml_guard_redis(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
+static void *ngx_http_ml_guard_redis_create_conf(ngx_conf_t *cf);
+
+
+static ngx_command_t  ngx_http_ml_guard_redis_commands[] = {
+
+    { ngx_string("ml_guard_redis"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_1MORE,
+      ngx_http_ml_guard_redis,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      0,
+      NULL },
+
+      ngx_null_command
+};
+
+
+static ngx_http_module_t  ngx_http_ml_guard_redis_module_ctx = {
+    NULL,                                  /* preconfiguration */
+    NULL,                                  /* postconfiguration */
+
+    ngx_http_ml_guard_redis_create_conf,   /* create main configuration */
+    NULL,                                  /* init main configuration */
+
+    NULL,                                  /* create server configuration */
+    NULL,                                  /* merge server configuration */
+
+    NULL,                                  /* create location configuration */
+    NULL                                   /* merge location configuration */
+};
+
+
+/* the connection is made and closed by its users (the limits) */
+ngx_module_t  ngx_http_ml_guard_redis_module = {
+    NGX_MODULE_V1,
+    &ngx_http_ml_guard_redis_module_ctx,   /* module context */
+    ngx_http_ml_guard_redis_commands,      /* module directives */
+    NGX_HTTP_MODULE,                       /* module type */
+    NULL,                                  /* init master */
+    NULL,                                  /* init module */
+    NULL,                                  /* init process */
+    NULL,                                  /* init thread */
+    NULL,                                  /* exit thread */
+    NULL,                                  /* exit process */
+    NULL,                                  /* exit master */
+    NGX_MODULE_V1_PADDING
+};
+
+
+static void *
+ngx_http_ml_guard_redis_create_conf(ngx_conf_t *cf)
+{
+    ngx_http_ml_guard_redis_conf_t  *rcf;
+
+    rcf = ngx_pcalloc(cf->pool, sizeof(ngx_http_ml_guard_redis_conf_t));
+    if (rcf == NULL) {
+        return NULL;
+    }
+
+    /*
+     * set by ngx_pcalloc():
+     *
+     *     rcf->address = { 0, NULL };    no Redis
+     *
+     * the rest is set by ngx_http_ml_guard_redis_parse()
+     */
+
+    return rcf;
+}
+
+
+/* ml_guard_redis ADDRESS [timeout=] [fail=] [password=|password_file=] [db=] */
+static char *
+ngx_http_ml_guard_redis(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
+{
+    return ngx_http_ml_guard_redis_parse(cf, conf);
+}
 
 
 /* ---- configuration ---------------------------------------------------- */
@@ -497,74 +507,70 @@ ngx_http_ml_guard_redis_cleanup(void *privdata)
 
 /* ---- commands --------------------------------------------------------- */
 
-static void
-ngx_http_ml_guard_redis_waiter_finish(ngx_http_ml_guard_redis_waiter_t *w,
-    const long long *values, ngx_uint_t n, ngx_uint_t ahead)
+ngx_int_t
+ngx_http_ml_guard_redis_script_init(ngx_http_ml_guard_redis_script_t *s,
+    const char *text, size_t len)
 {
-    ngx_http_ml_guard_redis_handler_pt  handler;
+    static             const char  hex[] = "0123456789abcdef";
+    unsigned char      md[EVP_MAX_MD_SIZE];
+    unsigned int       md_len, i;
 
-    /* w is about to be freed or forgotten: the pool must not detach it */
-    if (w->cleanup) {
-        w->cleanup->handler = NULL;
-        w->cleanup = NULL;
-    }
+    s->text = text;
+    s->len = len;
 
-    handler = w->handler;
-    w->handler = NULL;
-
-    if (handler) {
-        handler(w->data, values, n, ahead);
-    }
-}
-
-
-/* the reply fits the batch: one integer per value (and per count) */
-static ngx_uint_t
-ngx_http_ml_guard_redis_reply_valid(ngx_http_ml_guard_redis_cmd_t *cmd,
-    redisReply *reply)
-{
-    long long                      k;
-    ngx_uint_t                     i;
-    ngx_http_ml_guard_redis_op_t  *op;
-
-    if (reply == NULL || reply->type != REDIS_REPLY_ARRAY
-        || reply->elements != cmd->nvalues)
+    if (!EVP_Digest(text, len, md, &md_len, EVP_sha1(), NULL)
+        || md_len != 20)
     {
-        return 0;
+        return NGX_ERROR;
     }
 
-    for (i = 0; i < reply->elements; i++) {
-        if (reply->element[i]->type != REDIS_REPLY_INTEGER) {
-            return 0;
-        }
+    for (i = 0; i < md_len; i++) {
+        s->sha[2 * i] = hex[md[i] >> 4];
+        s->sha[2 * i + 1] = hex[md[i] & 0x0f];
     }
 
-    for (i = 0; i < cmd->nops; i++) {
-        op = &cmd->ops[i];
+    s->sha[40] = '\0';
 
-        if (op->counted) {
-            k = reply->element[op->reply + op->nvalues]->integer;
-            if (k < 0 || (unsigned long long) k > op->count) {
-                return 0;
-            }
-        }
-    }
-
-    return 1;
+    return NGX_OK;
 }
 
 
-/* tells everyone waiting on cmd: its part of reply, or NULL if failed */
+static void
+ngx_http_ml_guard_redis_timeout(ngx_event_t *ev);
+
+
+/* a command of argc strings, to be filled in */
+static ngx_http_ml_guard_redis_cmd_t *
+ngx_http_ml_guard_redis_cmd_new(int argc)
+{
+    ngx_http_ml_guard_redis_cmd_t  *cmd;
+
+    cmd = ngx_alloc(sizeof(ngx_http_ml_guard_redis_cmd_t)
+                    + argc * (sizeof(char *) + sizeof(size_t)),
+                    ngx_cycle->log);
+    if (cmd == NULL) {
+        return NULL;
+    }
+
+    ngx_memzero(cmd, sizeof(ngx_http_ml_guard_redis_cmd_t));
+
+    cmd->argc = argc;
+    cmd->argv = (const char **) (cmd + 1);
+    cmd->argvlen = (size_t *) (cmd->argv + argc);
+
+    cmd->timer.handler = ngx_http_ml_guard_redis_timeout;
+    cmd->timer.data = cmd;
+    cmd->timer.log = ngx_cycle->log;
+
+    return cmd;
+}
+
+
+/* runs the handler once: reply, or NULL when there is none */
 static void
 ngx_http_ml_guard_redis_cmd_finish(ngx_http_ml_guard_redis_cmd_t *cmd,
     redisReply *reply)
 {
-    long long                          values[MLG_GCRA_MAX_LIMITS];
-    ngx_uint_t                         i, j, valid, ahead;
-    redisReply                       **e;
-    ngx_http_ml_guard_redis_op_t      *op;
-    ngx_http_ml_guard_redis_waiter_t  *w;
-
     if (cmd->timer.timer_set) {
         ngx_del_timer(&cmd->timer);
     }
@@ -580,47 +586,7 @@ ngx_http_ml_guard_redis_cmd_finish(ngx_http_ml_guard_redis_cmd_t *cmd,
         return;
     }
 
-    valid = ngx_http_ml_guard_redis_reply_valid(cmd, reply);
-
-    for (i = 0; i < cmd->nwaiters; i++) {
-        w = &cmd->waiters[i];
-        op = &cmd->ops[w->op];
-        ahead = 0;
-
-        if (valid) {
-            e = &reply->element[op->reply];
-            for (j = 0; j < op->nvalues; j++) {
-                values[j] = e[j]->integer;
-            }
-
-            if (op->counted) {
-                ahead = ngx_min(w->seq, (ngx_uint_t) e[j]->integer);
-            }
-        }
-
-        ngx_http_ml_guard_redis_waiter_finish(w, valid ? values : NULL,
-                                              op->nvalues, ahead);
-    }
-}
-
-
-static void
-ngx_http_ml_guard_redis_cmd_free(ngx_http_ml_guard_redis_cmd_t *cmd)
-{
-    ngx_http_ml_guard_redis_batch_t  *b = &mlg_redis.batch;
-
-    if (cmd->counted && --mlg_redis.inflight == 0
-        && b->cmd != NULL && !b->flush.posted)
-    {
-        /* the batch that filled while this one was out goes now */
-        ngx_post_event(&b->flush, &ngx_posted_events);
-    }
-
-    if (cmd->argv) {
-        ngx_free(cmd->argv);
-    }
-
-    ngx_free(cmd);
+    cmd->handler(cmd->data, reply);
 }
 
 
@@ -640,59 +606,8 @@ ngx_http_ml_guard_redis_timeout(ngx_event_t *ev)
 }
 
 
-static void
-ngx_http_ml_guard_redis_detach(void *data)
-{
-    ngx_http_ml_guard_redis_waiter_t  *w = data;
-
-    /* the request is going away; the batch still holds w */
-    w->handler = NULL;
-    w->data = NULL;
-    w->cleanup = NULL;
-}
-
-
-static ngx_http_ml_guard_redis_cmd_t *
-ngx_http_ml_guard_redis_cmd_new(void)
-{
-    ngx_http_ml_guard_redis_cmd_t  *cmd;
-
-    cmd = ngx_alloc(sizeof(ngx_http_ml_guard_redis_cmd_t), ngx_cycle->log);
-    if (cmd == NULL) {
-        return NULL;
-    }
-
-    /* the ops are set as they are queued */
-    ngx_memzero(cmd, offsetof(ngx_http_ml_guard_redis_cmd_t, ops));
-
-    cmd->timer.handler = ngx_http_ml_guard_redis_timeout;
-    cmd->timer.data = cmd;
-    cmd->timer.log = ngx_cycle->log;
-
-    return cmd;
-}
-
-
-/* cmd's argv: argc strings, with room for `bytes` bytes of them */
-static u_char *
-ngx_http_ml_guard_redis_cmd_argv(ngx_http_ml_guard_redis_cmd_t *cmd,
-    int argc, size_t bytes)
-{
-    cmd->argv = ngx_alloc(argc * (sizeof(char *) + sizeof(size_t)) + bytes,
-                          ngx_cycle->log);
-    if (cmd->argv == NULL) {
-        return NULL;
-    }
-
-    cmd->argc = argc;
-    cmd->argvlen = (size_t *) (cmd->argv + argc);
-
-    return (u_char *) (cmd->argvlen + argc);
-}
-
-
 static ngx_int_t
-ngx_http_ml_guard_redis_send(ngx_http_ml_guard_redis_cmd_t *cmd)
+ngx_http_ml_guard_redis_write(ngx_http_ml_guard_redis_cmd_t *cmd)
 {
     if (mlg_redis.ac == NULL
         || redisAsyncCommandArgv(mlg_redis.ac, ngx_http_ml_guard_redis_reply,
@@ -717,28 +632,28 @@ ngx_http_ml_guard_redis_reply(redisAsyncContext *ac, void *r, void *privdata)
     size_t                          len;
 
     if (reply != NULL && reply->type == REDIS_REPLY_ERROR
+        && cmd->script != NULL
         && ngx_strncmp(reply->str, "NOSCRIPT", 8) == 0
         && !cmd->retried && !cmd->finished)
     {
-        /* script cache flushed (restart, SCRIPT FLUSH): EVAL loads it;
-         * also when nobody waits (failure counts) */
+        /* script cache flushed (restart, SCRIPT FLUSH): EVAL loads it */
         cmd->retried = 1;
         cmd->argv[0] = "EVAL";
         cmd->argvlen[0] = 4;
-        cmd->argv[1] = mlg_redis.script;
-        cmd->argvlen[1] = mlg_redis.script_len;
+        cmd->argv[1] = cmd->script->text;
+        cmd->argvlen[1] = cmd->script->len;
 
         if (cmd->timer.timer_set) {
             ngx_del_timer(&cmd->timer);
         }
 
-        if (ac == mlg_redis.ac && ngx_http_ml_guard_redis_send(cmd) == NGX_OK)
+        if (ac == mlg_redis.ac && ngx_http_ml_guard_redis_write(cmd) == NGX_OK)
         {
             return;
         }
 
         ngx_http_ml_guard_redis_cmd_finish(cmd, NULL);
-        ngx_http_ml_guard_redis_cmd_free(cmd);
+        ngx_free(cmd);
         return;
     }
 
@@ -749,7 +664,7 @@ ngx_http_ml_guard_redis_reply(redisAsyncContext *ac, void *r, void *privdata)
                            (size_t) ngx_min(reply->len, 100), reply->str)
               - why;
         ngx_http_ml_guard_redis_cmd_finish(cmd, NULL);
-        ngx_http_ml_guard_redis_cmd_free(cmd);
+        ngx_free(cmd);
 
         if (ac == mlg_redis.ac) {
             ngx_http_ml_guard_redis_trip((char *) why, len);
@@ -758,296 +673,49 @@ ngx_http_ml_guard_redis_reply(redisAsyncContext *ac, void *r, void *privdata)
     }
 
     ngx_http_ml_guard_redis_cmd_finish(cmd, reply);
-    ngx_http_ml_guard_redis_cmd_free(cmd);
-}
-
-
-/* sends this turn's batch as one EVALSHA */
-static void
-ngx_http_ml_guard_redis_flush(void)
-{
-    int                               argc;
-    size_t                            bytes;
-    u_char                           *p, *key, nkeys[NGX_INT_T_LEN];
-    ngx_uint_t                        i, n;
-    ngx_http_ml_guard_redis_op_t     *op;
-    ngx_http_ml_guard_redis_cmd_t    *cmd;
-    ngx_http_ml_guard_redis_slot_t   *slot;
-    ngx_http_ml_guard_redis_batch_t  *b = &mlg_redis.batch;
-
-    cmd = b->cmd;
-    if (cmd == NULL) {
-        return;
-    }
-
-    ngx_log_debug3(NGX_LOG_DEBUG_HTTP, ngx_cycle->log, 0,
-                   "ml_guard redis: batch of %ui checks, %ui operations, "
-                   "held %ui turns", cmd->nwaiters, cmd->nops, b->turns);
-
-    b->cmd = NULL;
-    b->turns = 0;
-    b->seen = 0;
-    if (b->flush.posted) {
-        ngx_delete_posted_event(&b->flush);
-    }
-
-    n = ngx_sprintf(nkeys, "%ui", b->nkeys) - nkeys;
-    argc = (int) (3 + b->nkeys + cmd->nops);
-    /* and a count of up to 5 digits before each spec */
-    bytes = n + b->keys_used + b->specs_used + 5 * cmd->nops;
-
-    p = ngx_http_ml_guard_redis_cmd_argv(cmd, argc, bytes);
-
-    if (p != NULL) {
-        cmd->argv[0] = "EVALSHA";
-        cmd->argvlen[0] = 7;
-        cmd->argv[1] = mlg_redis.sha;
-        cmd->argvlen[1] = 40;
-        cmd->argv[2] = (const char *) p;
-        cmd->argvlen[2] = n;
-        p = ngx_cpymem(p, nkeys, n);
-
-        argc = 3;
-        key = b->keys;
-        for (i = 0; i < b->nkeys; i++, argc++) {
-            cmd->argv[argc] = (const char *) p;
-            cmd->argvlen[argc] = b->key_len[i];
-            p = ngx_cpymem(p, key, b->key_len[i]);
-            key += b->key_len[i];
-        }
-
-        for (i = 0; i < cmd->nops; i++, argc++) {
-            op = &cmd->ops[i];
-            slot = &b->slot[i];
-
-            op->reply = cmd->nvalues;
-            cmd->nvalues += op->nvalues;
-
-            cmd->argv[argc] = (const char *) p;
-
-            op->counted = op->same == NGX_HTTP_ML_GUARD_REDIS_COUNT
-                          && op->count > 1;
-
-            if (op->counted) {
-                /* "cL ..." and one more integer in the reply */
-                p = ngx_sprintf(p, "%ui", op->count);
-                cmd->nvalues++;
-            }
-
-            p = ngx_cpymem(p, b->specs + slot->spec_at, slot->spec_len);
-            cmd->argvlen[argc] = p - (u_char *) cmd->argv[argc];
-        }
-    }
-
-    b->nkeys = 0;
-    b->keys_used = 0;
-    b->specs_used = 0;
-
-    if (p == NULL || !mlg_redis.up
-        || ngx_http_ml_guard_redis_send(cmd) != NGX_OK)
-    {
-        /* the breaker opened since they were queued: fail= decides */
-        ngx_http_ml_guard_redis_cmd_finish(cmd, NULL);
-        ngx_http_ml_guard_redis_cmd_free(cmd);
-        return;
-    }
-
-    cmd->counted = 1;
-    mlg_redis.inflight++;
-}
-
-
-/*
- * The end of an event-loop turn with a batch waiting and none at Redis.
- * While the worker is still taking in checks (this turn added some), the
- * batch waits one more turn: on ngx_posted_next_events, whose turn polls
- * without blocking, so an idle worker sends it at once.  A busy one sends
- * fewer, larger batches; a script call costs Redis and the kernel about the
- * same whatever its size (docs/ratelimit.md).
- */
-static void
-ngx_http_ml_guard_redis_flush_handler(ngx_event_t *ev)
-{
-    ngx_http_ml_guard_redis_batch_t  *b = &mlg_redis.batch;
-
-    if (b->cmd != NULL
-        && b->cmd->nwaiters > b->seen
-        && b->turns < NGX_HTTP_ML_GUARD_REDIS_HOLD_TURNS
-        && ngx_current_msec - b->opened < NGX_HTTP_ML_GUARD_REDIS_HOLD_MSEC)
-    {
-        b->seen = b->cmd->nwaiters;
-        b->turns++;
-        ngx_post_event(ev, &ngx_posted_next_events);
-        return;
-    }
-
-    ngx_http_ml_guard_redis_flush();
-}
-
-
-/* an identical operation already in the batch, or NULL */
-static ngx_http_ml_guard_redis_op_t *
-ngx_http_ml_guard_redis_find(uint32_t hash, ngx_uint_t nkeys, ngx_str_t *keys,
-    size_t keys_len, ngx_str_t *spec, ngx_uint_t same)
-{
-    u_char                           *k;
-    ngx_uint_t                        i, j;
-    ngx_http_ml_guard_redis_slot_t   *slot;
-    ngx_http_ml_guard_redis_batch_t  *b = &mlg_redis.batch;
-
-    for (i = 0; i < b->cmd->nops; i++) {
-        slot = &b->slot[i];
-
-        if (slot->hash != hash || slot->nkeys != nkeys
-            || slot->keys_len != keys_len || slot->spec_len != spec->len
-            || b->cmd->ops[i].same != same
-            || ngx_memcmp(b->specs + slot->spec_at, spec->data, spec->len)
-               != 0)
-        {
-            continue;
-        }
-
-        k = b->keys + slot->keys_at;
-
-        for (j = 0; j < nkeys; j++) {
-            if (b->key_len[slot->key + j] != keys[j].len
-                || ngx_memcmp(k, keys[j].data, keys[j].len) != 0)
-            {
-                break;
-            }
-            k += keys[j].len;
-        }
-
-        if (j == nkeys) {
-            return &b->cmd->ops[i];
-        }
-    }
-
-    return NULL;
+    ngx_free(cmd);
 }
 
 
 ngx_int_t
-ngx_http_ml_guard_redis_queue(ngx_pool_t *pool, ngx_uint_t nkeys,
-    ngx_str_t *keys, ngx_str_t *spec, ngx_uint_t nvalues, ngx_uint_t same,
+ngx_http_ml_guard_redis_send(ngx_http_ml_guard_redis_script_t *script,
+    int argc, const char **argv, const size_t *argvlen,
     ngx_http_ml_guard_redis_handler_pt handler, void *data)
 {
-    size_t                             bytes;
-    uint32_t                           hash;
-    ngx_uint_t                         i;
-    ngx_pool_cleanup_t                *cln;
-    ngx_http_ml_guard_redis_op_t      *op;
-    ngx_http_ml_guard_redis_cmd_t     *cmd;
-    ngx_http_ml_guard_redis_slot_t    *slot;
-    ngx_http_ml_guard_redis_waiter_t  *w;
-    ngx_http_ml_guard_redis_batch_t   *b = &mlg_redis.batch;
+    int                             lead;
+    ngx_http_ml_guard_redis_cmd_t  *cmd;
 
     if (!mlg_redis.up || mlg_redis.ac == NULL) {
         return NGX_DECLINED;
     }
 
-    bytes = 0;
-    for (i = 0; i < nkeys; i++) {
-        bytes += keys[i].len;
-    }
+    lead = script ? 2 : 0;
 
-    if (nkeys > MLG_GCRA_MAX_LIMITS || nvalues > MLG_GCRA_MAX_LIMITS
-        || bytes > NGX_HTTP_ML_GUARD_REDIS_BATCH_BYTES / 4
-        || spec->len > NGX_HTTP_ML_GUARD_REDIS_BATCH_BYTES / 4)
-    {
+    cmd = ngx_http_ml_guard_redis_cmd_new(lead + argc);
+    if (cmd == NULL) {
         return NGX_ERROR;
     }
 
-    cln = ngx_pool_cleanup_add(pool, 0);
-    if (cln == NULL) {
+    cmd->handler = handler;
+    cmd->data = data;
+    cmd->script = script;
+
+    if (script) {
+        cmd->argv[0] = "EVALSHA";
+        cmd->argvlen[0] = 7;
+        cmd->argv[1] = script->sha;
+        cmd->argvlen[1] = 40;
+    }
+
+    ngx_memcpy(cmd->argv + lead, argv, argc * sizeof(char *));
+    ngx_memcpy(cmd->argvlen + lead, argvlen, argc * sizeof(size_t));
+
+    if (ngx_http_ml_guard_redis_write(cmd) != NGX_OK) {
+        ngx_free(cmd);
         return NGX_ERROR;
     }
 
-    /* the keys begin with a hash already ("mlg:{<hex>}:"): a few of its
-     * bytes tell most operations apart */
-    hash = (uint32_t) (nkeys ^ spec->len);
-    if (nkeys) {
-        hash ^= ngx_hash_key(keys[0].data, ngx_min(keys[0].len, 16));
-    }
-
-    op = NULL;
-    cmd = b->cmd;
-
-    if (cmd != NULL && same != NGX_HTTP_ML_GUARD_REDIS_ALONE
-        && cmd->nwaiters < NGX_HTTP_ML_GUARD_REDIS_WAITERS)
-    {
-        op = ngx_http_ml_guard_redis_find(hash, nkeys, keys, bytes, spec,
-                                          same);
-    }
-
-    if (op == NULL) {
-
-        if (cmd != NULL
-            && (cmd->nops == NGX_HTTP_ML_GUARD_REDIS_BATCH
-                || cmd->nwaiters == NGX_HTTP_ML_GUARD_REDIS_WAITERS
-                || b->nkeys + nkeys > NGX_HTTP_ML_GUARD_REDIS_BATCH_KEYS
-                || b->keys_used + bytes > NGX_HTTP_ML_GUARD_REDIS_BATCH_BYTES
-                || b->specs_used + spec->len
-                   > NGX_HTTP_ML_GUARD_REDIS_BATCH_BYTES))
-        {
-            /* full: this one starts the next batch */
-            ngx_http_ml_guard_redis_flush();
-
-            if (!mlg_redis.up || mlg_redis.ac == NULL) {
-                return NGX_DECLINED;
-            }
-        }
-
-        if (b->cmd == NULL) {
-            b->cmd = ngx_http_ml_guard_redis_cmd_new();
-            if (b->cmd == NULL) {
-                return NGX_ERROR;
-            }
-
-            b->opened = ngx_current_msec;
-
-            if (mlg_redis.inflight == 0) {
-                ngx_post_event(&b->flush, &ngx_posted_events);
-            }
-        }
-
-        cmd = b->cmd;
-        slot = &b->slot[cmd->nops];
-        slot->hash = hash;
-        slot->key = b->nkeys;
-        slot->nkeys = nkeys;
-        slot->keys_at = b->keys_used;
-        slot->keys_len = bytes;
-        slot->spec_at = b->specs_used;
-        slot->spec_len = spec->len;
-
-        for (i = 0; i < nkeys; i++) {
-            b->key_len[b->nkeys++] = keys[i].len;
-            ngx_memcpy(b->keys + b->keys_used, keys[i].data, keys[i].len);
-            b->keys_used += keys[i].len;
-        }
-
-        ngx_memcpy(b->specs + b->specs_used, spec->data, spec->len);
-        b->specs_used += spec->len;
-
-        op = &cmd->ops[cmd->nops++];
-        op->nvalues = nvalues;
-        op->same = same;
-        op->count = 0;
-        op->counted = 0;
-    }
-
-    w = &cmd->waiters[cmd->nwaiters++];
-    w->handler = handler;
-    w->data = data;
-    w->cleanup = cln;
-    w->op = (uint16_t) (op - cmd->ops);
-    w->seq = (uint16_t) op->count++;
-
-    cln->handler = ngx_http_ml_guard_redis_detach;
-    cln->data = w;
-
-    return NGX_AGAIN;
+    return NGX_OK;
 }
 
 
@@ -1059,20 +727,6 @@ ngx_http_ml_guard_redis_available(void)
 
 
 /* ---- breaker ---------------------------------------------------------- */
-
-static const char *
-ngx_http_ml_guard_redis_fail_name(void)
-{
-    switch (mlg_redis.conf->fail) {
-    case NGX_HTTP_ML_GUARD_FAIL_OPEN:
-        return "open (allow)";
-    case NGX_HTTP_ML_GUARD_FAIL_CLOSED:
-        return "closed (503)";
-    default:
-        return "local (per-gateway limits)";
-    }
-}
-
 
 static void
 ngx_http_ml_guard_redis_drop(void)
@@ -1096,11 +750,10 @@ ngx_http_ml_guard_redis_trip(const char *why, size_t len)
         mlg_redis.up = 0;
         ngx_http_ml_guard_gauge_add(MLG_GAUGE_REDIS_BREAKER_OPEN, 1);
         mlg_redis.backoff = NGX_HTTP_ML_GUARD_REDIS_BACKOFF_MIN;
-        ngx_log_error(NGX_LOG_ERR, ngx_cycle->log, 0,
-                      "ml_guard: redis %V unavailable: %*s; limits fail %s "
-                      "until it answers again",
-                      &mlg_redis.conf->address, len, why,
-                      ngx_http_ml_guard_redis_fail_name());
+
+        if (mlg_redis.state) {
+            mlg_redis.state(mlg_redis.conf, 0, why, len);
+        }
     }
 
     ngx_http_ml_guard_redis_drop();
@@ -1122,7 +775,10 @@ ngx_http_ml_guard_redis_trip(const char *why, size_t len)
 static void
 ngx_http_ml_guard_redis_probe_done(redisReply *reply)
 {
-    if (reply == NULL || reply->type != REDIS_REPLY_STRING) {
+    if (reply == NULL
+        || reply->type != (mlg_redis.script ? REDIS_REPLY_STRING
+                                            : REDIS_REPLY_STATUS))
+    {
         /* still down; trip() schedules the next probe */
         ngx_http_ml_guard_redis_trip("probe failed", 12);
         return;
@@ -1131,16 +787,16 @@ ngx_http_ml_guard_redis_probe_done(redisReply *reply)
     mlg_redis.up = 1;
     mlg_redis.backoff = NGX_HTTP_ML_GUARD_REDIS_BACKOFF_MIN;
     ngx_http_ml_guard_gauge_add(MLG_GAUGE_REDIS_BREAKER_OPEN, -1);
-    ngx_log_error(NGX_LOG_WARN, ngx_cycle->log, 0,
-                  "ml_guard: redis %V available again; limits are shared",
-                  &mlg_redis.conf->address);
+
+    if (mlg_redis.state) {
+        mlg_redis.state(mlg_redis.conf, 1, NULL, 0);
+    }
 }
 
 
 static void
 ngx_http_ml_guard_redis_probe(ngx_event_t *ev)
 {
-    u_char                         *p;
     ngx_http_ml_guard_redis_cmd_t  *cmd;
 
     if (ngx_exiting || ngx_terminate) {
@@ -1152,23 +808,29 @@ ngx_http_ml_guard_redis_probe(ngx_event_t *ev)
         return;
     }
 
-    cmd = ngx_http_ml_guard_redis_cmd_new();
-    p = (cmd == NULL) ? NULL
-                      : ngx_http_ml_guard_redis_cmd_argv(cmd, 3, 0);
+    /* loading the script answers whether Redis is back, and is needed */
+    cmd = ngx_http_ml_guard_redis_cmd_new(mlg_redis.script ? 3 : 1);
 
-    if (p != NULL) {
+    if (cmd != NULL) {
         cmd->probe = 1;
-        cmd->argv[0] = "SCRIPT";
-        cmd->argvlen[0] = 6;
-        cmd->argv[1] = "LOAD";
-        cmd->argvlen[1] = 4;
-        cmd->argv[2] = mlg_redis.script;
-        cmd->argvlen[2] = mlg_redis.script_len;
+
+        if (mlg_redis.script) {
+            cmd->argv[0] = "SCRIPT";
+            cmd->argvlen[0] = 6;
+            cmd->argv[1] = "LOAD";
+            cmd->argvlen[1] = 4;
+            cmd->argv[2] = mlg_redis.script->text;
+            cmd->argvlen[2] = mlg_redis.script->len;
+
+        } else {
+            cmd->argv[0] = "PING";
+            cmd->argvlen[0] = 4;
+        }
     }
 
-    if (p == NULL || ngx_http_ml_guard_redis_send(cmd) != NGX_OK) {
+    if (cmd == NULL || ngx_http_ml_guard_redis_write(cmd) != NGX_OK) {
         if (cmd) {
-            ngx_http_ml_guard_redis_cmd_free(cmd);
+            ngx_free(cmd);
         }
         ngx_http_ml_guard_redis_trip("probe not sent", 14);
     }
@@ -1295,11 +957,13 @@ ngx_http_ml_guard_redis_connect(void)
 
 ngx_int_t
 ngx_http_ml_guard_redis_init_worker(ngx_cycle_t *cycle,
-    ngx_http_ml_guard_redis_conf_t *rcf)
+    ngx_http_ml_guard_redis_conf_t *rcf,
+    ngx_http_ml_guard_redis_script_t *script,
+    ngx_http_ml_guard_redis_state_pt state)
 {
     ngx_memzero(&mlg_redis, sizeof(mlg_redis));
 
-    if (rcf == NULL || rcf->address.len == 0
+    if (rcf == NULL
         || (ngx_process != NGX_PROCESS_WORKER
             && ngx_process != NGX_PROCESS_SINGLE))
     {
@@ -1307,15 +971,8 @@ ngx_http_ml_guard_redis_init_worker(ngx_cycle_t *cycle,
     }
 
     mlg_redis.conf = rcf;
-    mlg_redis.script = mlg_ratelimit_script(&mlg_redis.script_len);
-    if (mlg_ratelimit_script_sha1(mlg_redis.sha) != 0) {
-        ngx_log_error(NGX_LOG_EMERG, cycle->log, 0,
-                      "ml_guard: cannot hash the rate-limit script");
-        return NGX_ERROR;
-    }
-
-    mlg_redis.batch.flush.handler = ngx_http_ml_guard_redis_flush_handler;
-    mlg_redis.batch.flush.log = cycle->log;
+    mlg_redis.script = script;
+    mlg_redis.state = state;
 
     mlg_redis.probe.handler = ngx_http_ml_guard_redis_probe;
     mlg_redis.probe.log = cycle->log;
@@ -1351,8 +1008,6 @@ ngx_http_ml_guard_redis_exit_worker(ngx_cycle_t *cycle)
 
     mlg_redis.up = 0;
 
-    /* a batch not sent yet fails (flush sees the breaker open) */
-    ngx_http_ml_guard_redis_flush();
-
+    /* pending commands fail (their handlers run with NULL) */
     ngx_http_ml_guard_redis_drop();
 }

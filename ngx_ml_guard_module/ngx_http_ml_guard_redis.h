@@ -1,7 +1,8 @@
 /*
- * One non-blocking hiredis connection per worker, driven by nginx's event
- * loop, with per-command deadlines, reconnect with backoff and jitter, and a
- * circuit breaker.  See ngx_http_ml_guard_redis.c.
+ * A Redis client: one non-blocking hiredis connection per worker, driven by
+ * nginx's event loop, with per-command deadlines, reconnect with backoff
+ * and jitter, and a circuit breaker.  Commands in, replies out; what the
+ * commands mean is the caller's business.  See ngx_http_ml_guard_redis.c.
  */
 #ifndef NGX_HTTP_ML_GUARD_REDIS_H
 #define NGX_HTTP_ML_GUARD_REDIS_H
@@ -10,81 +11,91 @@
 #include <ngx_core.h>
 #include <ngx_http.h>
 
+#include <hiredis/async.h>
+
 #include "ngx_http_ml_guard_module.h"
 
 
+/* fail=: what the users of the connection do while it is down */
 #define NGX_HTTP_ML_GUARD_FAIL_LOCAL   1
 #define NGX_HTTP_ML_GUARD_FAIL_OPEN    2
 #define NGX_HTTP_ML_GUARD_FAIL_CLOSED  3
 
 
-/* ml_guard_redis, and the shared-memory zone for local limits; allocated
- * by the first of ml_guard_redis / ml_guard_rate_limit /
- * ml_guard_auth_failures (address.len == 0: no Redis, limits are local). */
+/* ml_guard_redis: the main conf of ngx_http_ml_guard_redis_module */
+typedef struct ngx_http_ml_guard_redis_conf_s  ngx_http_ml_guard_redis_conf_t;
+
 struct ngx_http_ml_guard_redis_conf_s {
-    ngx_str_t    address;     /* as written, for logs */
+    ngx_str_t    address;     /* as written, for logs; empty: no Redis */
     ngx_str_t    host;        /* NUL-terminated; empty with unix: */
     ngx_int_t    port;
     ngx_str_t    unix_path;   /* NUL-terminated; empty for TCP */
     ngx_str_t    password;
     ngx_int_t    db;          /* -1: no SELECT */
-    ngx_msec_t   timeout;
-    ngx_uint_t   fail;        /* NGX_HTTP_ML_GUARD_FAIL_* */
-    ngx_shm_zone_t  *zone;    /* local limits (fail=local, or no Redis) */
+    ngx_msec_t   timeout;     /* every command's deadline */
+    ngx_uint_t   fail;        /* NGX_HTTP_ML_GUARD_FAIL_*, for the users */
 };
 
 
+/* A Lua script, opaque to the client: its text and SHA-1. */
+typedef struct {
+    const char  *text;
+    size_t       len;
+    char         sha[41];
+} ngx_http_ml_guard_redis_script_t;
+
+
 /*
- * Called with one operation's integers from the script's reply (n of them),
- * or with NULL when Redis could not answer (timeout, connection lost,
- * breaker opened, error reply).  Never called synchronously from
- * ngx_http_ml_guard_redis_queue(), and never after the pool given there was
- * destroyed.
+ * A command's reply, or NULL when there is none (timeout, connection lost,
+ * breaker opened, error reply).  Called exactly once per command sent, never
+ * from inside ngx_http_ml_guard_redis_send(); reply is hiredis's, valid
+ * during the call only.
  */
 typedef void (*ngx_http_ml_guard_redis_handler_pt)(void *data,
-    const long long *values, ngx_uint_t n, ngx_uint_t ahead);
+    redisReply *reply);
+
+/* The breaker opened (up 0, why: the cause) or closed again (up 1). */
+typedef void (*ngx_http_ml_guard_redis_state_pt)(
+    ngx_http_ml_guard_redis_conf_t *rcf, ngx_uint_t up, const char *why,
+    size_t len);
 
 
-/* Parses "ml_guard_redis ADDRESS [timeout=] [fail=] [password=] [db=]". */
+extern ngx_module_t  ngx_http_ml_guard_redis_module;
+
+/* ml_guard_redis is configured */
+#define ngx_http_ml_guard_redis_set(rcf)  ((rcf)->address.len != 0)
+
+/* Parses "ml_guard_redis ADDRESS [timeout=] [fail=] [password=|password_file=]
+ * [db=]". */
 char *ngx_http_ml_guard_redis_parse(ngx_conf_t *cf,
     ngx_http_ml_guard_redis_conf_t *rcf);
 
-/* Worker start/stop: connect to Redis (when configured). */
-ngx_int_t ngx_http_ml_guard_redis_init_worker(ngx_cycle_t *cycle,
-    ngx_http_ml_guard_redis_conf_t *rcf);
-void ngx_http_ml_guard_redis_exit_worker(ngx_cycle_t *cycle);
-
-/* Distinct operations, and requests waiting, one script call carries at
- * most; more wait for the next. */
-#define NGX_HTTP_ML_GUARD_REDIS_BATCH    64
-#define NGX_HTTP_ML_GUARD_REDIS_WAITERS  256
-
-/* What an operation identical to one already in the batch (same keys, same
- * spec) does: */
-#define NGX_HTTP_ML_GUARD_REDIS_ALONE  0  /* goes on its own (F) */
-#define NGX_HTTP_ML_GUARD_REDIS_SHARE  1  /* a read: takes the same answer (B) */
-#define NGX_HTTP_ML_GUARD_REDIS_COUNT  2  /* joins it: the script runs "cL .."
-                                           * once for all c of them (L) */
+/* Sets s to the script text (kept by the caller) and its SHA-1. */
+ngx_int_t ngx_http_ml_guard_redis_script_init(
+    ngx_http_ml_guard_redis_script_t *s, const char *text, size_t len);
 
 /*
- * Queues one operation of the rate-limit script (mlg_ratelimit.lua): its
- * keys, its spec ("L T tau ..", "B", "F T tau ban") and the number of
- * integers it adds to the reply.  All operations queued in one event-loop
- * turn go to Redis as one EVALSHA at the end of the turn (retried once as
- * EVAL on NOSCRIPT), with one deadline.  Returns NGX_AGAIN when queued
- * (handler follows; may be NULL when nobody waits), NGX_DECLINED when Redis
- * is unavailable right now (breaker open: use the fail mode at once), or
- * NGX_ERROR.  A pool cleanup detaches the operation when pool goes away
- * first.
- *
- * With NGX_HTTP_ML_GUARD_REDIS_COUNT the handler gets the values the first
- * of the identical operations saw, and in `ahead` how many of those queued
- * before this one were allowed (each moved every limit one T ahead); 0
- * otherwise.
+ * Worker start: connects (when rcf is not NULL).  script (may be NULL) is
+ * loaded on every connection; state is told of the breaker's changes.
  */
-ngx_int_t ngx_http_ml_guard_redis_queue(ngx_pool_t *pool, ngx_uint_t nkeys,
-    ngx_str_t *keys, ngx_str_t *spec, ngx_uint_t nvalues, ngx_uint_t same,
-    ngx_http_ml_guard_redis_handler_pt handler, void *data);
+ngx_int_t ngx_http_ml_guard_redis_init_worker(ngx_cycle_t *cycle,
+    ngx_http_ml_guard_redis_conf_t *rcf,
+    ngx_http_ml_guard_redis_script_t *script,
+    ngx_http_ml_guard_redis_state_pt state);
+/* Worker stop: pending commands get their handler with NULL. */
+void ngx_http_ml_guard_redis_exit_worker(ngx_cycle_t *cycle);
+
+/*
+ * Sends one command of argc arguments; with a script, "EVALSHA sha" and
+ * then the arguments (numkeys, keys, args), resent once as EVAL on
+ * NOSCRIPT.  argv, argvlen's array is copied; the strings must stay valid
+ * until the handler runs.  NGX_OK: sent, the handler follows;
+ * NGX_DECLINED: the breaker is open, nothing sent; NGX_ERROR.
+ */
+ngx_int_t ngx_http_ml_guard_redis_send(
+    ngx_http_ml_guard_redis_script_t *script, int argc, const char **argv,
+    const size_t *argvlen, ngx_http_ml_guard_redis_handler_pt handler,
+    void *data);
 
 /* 1 while Redis is considered available (breaker closed). */
 ngx_uint_t ngx_http_ml_guard_redis_available(void);

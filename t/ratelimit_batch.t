@@ -86,6 +86,8 @@ is_deeply([ sort @{ $rem{k2} } ], [2, 3, 4, 5], 'k2: RateLimit-Remaining 5..2');
 
 my ($calls) = $t->redis_cli('INFO', 'commandstats') =~ /cmdstat_evalsha:calls=(\d+)/;
 is($calls, 2, '11 requests, 2 script calls: the ten went as one batch');
+unlike($t->redis_cli('INFO', 'commandstats'), qr/cmdstat_eval:/,
+       'never resent as EVAL: the SHA-1 the module sends is the loaded script\'s');
 
 # the ten are two counted operations: "6L .." for k1, "4L .." for k2
 my @specs = grep { /^\d*[LBF] / } split /\n/, $t->redis_cli('SLOWLOG', 'GET', '100');

@@ -155,10 +155,23 @@ sub limit {
     my @f = (20 * $SEC, 0, 1000);
     $v = $r->cmd('EVALSHA', $sha, 5, 't:b3', 't:ban2', 't:af2', 't:ban2', 't:b3',
                  spec([$SEC, 0]), 'B', "F @f", spec([$SEC, 0]));
-    is_deeply([ map { $_ > 0 ? 1 : 0 } @$v ], [0, 0, 0, 1], 'L, B, F, L: four answers in order');
+    is_deeply([ map { $_ > 0 ? 1 : 0 } @$v ], [0, 0, 0, 0, 1], 'L, B, F (two), L: five answers in order');
     $v = $r->cmd('EVALSHA', $sha, 3, 't:af2', 't:ban2', 't:ban2', "F @f", 'B');
-    is($v->[0] > 0 ? 1 : 0, 1, 'second failure at once is over the limit');
-    ok($v->[1] > 900_000 && $v->[1] <= 1_000_000, "ban set in the same batch is seen ($v->[1] us)");
+    is($v->[0], 0, 'not banned before the second failure');
+    is($v->[1] > 0 ? 1 : 0, 1, 'second failure at once is over the limit');
+    ok($v->[2] > 900_000 && $v->[2] <= 1_000_000, "ban set in the same batch is seen ($v->[2] us)");
+    $v = $r->cmd('EVALSHA', $sha, 3, 't:af2', 't:ban2', 't:ban2', "F @f", 'B');
+    ok($v->[0] > 900_000 && $v->[0] <= 1_000_000, "a failure while banned reports the ban ($v->[0] us)");
+    is($v->[1], 0, 'and is not counted');
+    is($r->cmd('EXISTS', 't:af2'), 0, 'no failure count started while banned');
+    # a ban check answers for the end of the call: a failure queued after it
+    # in the same batch that bans is seen
+    $r->cmd('DEL', 't:ban4', 't:af4');
+    $v = $r->cmd('EVALSHA', $sha, 5, 't:ban4', 't:af4', 't:ban4', 't:af4', 't:ban4',
+                 'B', "F @f", "F @f");
+    is($v->[1], 0, 'first failure counted');
+    ok($v->[3] == 0 && $v->[4] > 0, 'second failure counted, over the limit');
+    ok($v->[0] > 900_000 && $v->[0] <= 1_000_000, "the ban check before them in the batch sees the ban ($v->[0] us)");
 }
 
 # --- counted operations: "cL .." is c identical requests, one after another --
@@ -225,12 +238,13 @@ sub limit {
     is_deeply($ban, [0], 'no ban yet');
     for my $i (1 .. 3) {
         my $v = $r->cmd('EVALSHA', $sha, 2, 't:af', 't:ban', "F @f");
-        my $res = decide([[ @f[0, 1] ]], $v);
+        is($v->[0], 0, "failure $i: not banned");
+        my $res = decide([[ @f[0, 1] ]], [ $v->[1] ]);
         is($res->{allowed}, 1, "failure $i tolerated");
         is($res->{remaining}, 3 - $i, "failure $i: " . (3 - $i) . ' more tolerated');
     }
     my $v = $r->cmd('EVALSHA', $sha, 2, 't:af', 't:ban', "F @f");
-    is(decide([[ @f[0, 1] ]], $v)->{allowed}, 0, 'failure 4 is over the limit');
+    is(decide([[ @f[0, 1] ]], [ $v->[1] ])->{allowed}, 0, 'failure 4 is over the limit');
     is($r->cmd('EXISTS', 't:af'), 0, 'failure count forgotten once banned');
     $ban = $r->cmd('EVALSHA', $sha, 1, 't:ban', 'B');
     ok($ban->[0] > 1_500_000 && $ban->[0] <= 2_000_000, "banned: $ban->[0] us left");

@@ -862,6 +862,205 @@ test_roles(void)
     mlg_jwt_keyset_free(ks);
 }
 
+/* HS* tokens minted by libjwt, an independent implementation, verify; the
+ * same tokens under another secret do not */
+static void
+test_libjwt_tokens(void)
+{
+    static const struct {
+        const char  *name;
+        jwt_alg_t    alg;
+    } hs[] = {
+        { "HS256", JWT_ALG_HS256 },
+        { "HS384", JWT_ALG_HS384 },
+        { "HS512", JWT_ALG_HS512 },
+    };
+    static const char   other64[] =
+        "fedcba9876543210fedcba9876543210fedcba9876543210fedcba9876543210";
+    mlg_jwt_keyset_t   *ks, *ks_other;
+    mlg_jwt_identity_t  id;
+    jwt_t              *jwt;
+    char               *tok;
+    size_t              i;
+
+    policy_reset();
+    for (i = 0; i < sizeof(hs) / sizeof(hs[0]); i++) {
+        ks = ks_text(secret64, hs[i].name);
+        ks_other = ks_text(other64, hs[i].name);
+        jwt = NULL;
+        tok = NULL;
+        if (jwt_new(&jwt) == 0
+            && jwt_add_grant(jwt, "sub", "libjwt-user") == 0
+            && jwt_add_grant_int(jwt, "exp", (long) (NOW + 300)) == 0
+            && jwt_set_alg(jwt, hs[i].alg, (const unsigned char *) secret64, 64) == 0)
+        {
+            tok = jwt_encode_str(jwt);
+        }
+        jwt_free(jwt);
+        ok(ks != NULL && ks_other != NULL && tok != NULL, "%s: keys load, libjwt mints a token",
+           hs[i].name);
+        if (ks == NULL || ks_other == NULL || tok == NULL) {
+            mlg_jwt_keyset_free(ks);
+            mlg_jwt_keyset_free(ks_other);
+            free(tok);
+            continue;
+        }
+        is_int(verify(ks, tok, NOW, &id), MLG_JWT_OK, "%s minted by libjwt verifies", hs[i].name);
+        is_str(id.principal, "libjwt-user", "%s from libjwt: sub read", hs[i].name);
+        is_int(verify(ks_other, tok, NOW, NULL), MLG_JWT_INVALID,
+               "%s minted by libjwt, another secret -> invalid_token", hs[i].name);
+        free(tok);
+        mlg_jwt_keyset_free(ks);
+        mlg_jwt_keyset_free(ks_other);
+    }
+}
+
+
+/* One key set verifies many tokens in a row (its OpenSSL contexts are
+ * reused): a failure in between, of any kind, leaves no state behind. */
+static void
+test_context_reuse(EVP_PKEY *rsa, EVP_PKEY *rsa2, EVP_PKEY *p256, EVP_PKEY *p521)
+{
+    static const struct {
+        const char  *alg;
+        size_t       csize;
+    } cases[] = {
+        { "HS256", 0 }, { "RS256", 0 }, { "ES256", 32 }, { "ES512", 66 },
+    };
+    mlg_jwt_keyset_t  *ks;
+    EVP_PKEY          *key, *other;
+    char              *pem, *good, *forged, *cut, *bad;
+    size_t             i, n;
+    int                round, all;
+
+    policy_reset();
+    for (i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        key = cases[i].alg[0] == 'H' ? NULL
+              : cases[i].alg[0] == 'R' ? rsa : cases[i].csize == 32 ? p256 : p521;
+        other = cases[i].alg[0] == 'R' ? rsa2 : NULL;
+        if (key == NULL) {
+            ks = ks_text(secret32, NULL);
+            good = tk_sign("HS256", hdr("HS256", NULL), claims(NULL), NULL, secret32, 32, 0);
+            forged = tk_sign("HS256", hdr("HS256", NULL), claims(NULL), NULL,
+                             "fedcba9876543210fedcba9876543210", 32, 0);
+        } else {
+            pem = tk_pem(key, 0);
+            ks = ks_text(pem, NULL);
+            free(pem);
+            good = tk_sign(cases[i].alg, hdr(cases[i].alg, NULL), claims(NULL), key, NULL, 0,
+                           cases[i].csize);
+            /* signed by another key of the same kind; for EC a token over
+             * other claims, with the good token's signature */
+            if (other != NULL) {
+                forged = tk_sign(cases[i].alg, hdr(cases[i].alg, NULL), claims(NULL), other,
+                                 NULL, 0, 0);
+            } else {
+                forged = tk_sign(cases[i].alg, hdr(cases[i].alg, NULL),
+                                 claims("\"x\":1"), key, NULL, 0, cases[i].csize);
+                memcpy(strrchr(forged, '.'), strrchr(good, '.'), strlen(strrchr(good, '.')) + 1);
+            }
+        }
+        /* the signature one byte short (4 characters fewer: 3 bytes) */
+        cut = strdup(good);
+        n = strlen(cut);
+        cut[n - 4] = '\0';
+        /* a header that does not parse */
+        bad = strdup(good);
+        bad[0] = '!';
+
+        all = ks != NULL;
+        for (round = 0; round < 3 && all; round++) {
+            all = verify(ks, good, NOW, NULL) == MLG_JWT_OK
+                  && verify(ks, forged, NOW, NULL) == MLG_JWT_INVALID
+                  && verify(ks, good, NOW, NULL) == MLG_JWT_OK
+                  && verify(ks, cut, NOW, NULL) == MLG_JWT_INVALID
+                  && verify(ks, good, NOW, NULL) == MLG_JWT_OK
+                  && verify(ks, bad, NOW, NULL) == MLG_JWT_INVALID
+                  && verify(ks, good, NOW + 301, NULL) == MLG_JWT_EXPIRED;
+        }
+        ok(all, "%s: good, forged, short and broken tokens in turn, three rounds", cases[i].alg);
+        free(good);
+        free(forged);
+        free(cut);
+        free(bad);
+        mlg_jwt_keyset_free(ks);
+    }
+
+    /* a JWKS of two keys: each header string selects its own key however
+     * the tokens alternate */
+    {
+        char  doc[16384], *a, *b, *ta, *tb, *tx, *tc;
+
+        a = tk_jwk(rsa, "a", "RS256", NULL);
+        b = tk_jwk(rsa2, "b", "RS256", NULL);
+        snprintf(doc, sizeof(doc), "{\"keys\":[%s,%s]}", a, b);
+        ks = ks_text(doc, NULL);
+        ta = tk_sign("RS256", hdr("RS256", "a"), claims(NULL), rsa, NULL, 0, 0);
+        tb = tk_sign("RS256", hdr("RS256", "b"), claims(NULL), rsa2, NULL, 0, 0);
+        tx = tk_sign("RS256", hdr("RS256", "b"), claims(NULL), rsa, NULL, 0, 0);
+        tc = tk_sign("RS256", "{\"alg\":\"RS256\",\"kid\":\"a\",\"crit\":[\"x\"],\"x\":1}",
+                     claims(NULL), rsa, NULL, 0, 0);
+        all = ks != NULL;
+        for (round = 0; round < 3 && all; round++) {
+            all = verify(ks, ta, NOW, NULL) == MLG_JWT_OK
+                  && verify(ks, ta, NOW, NULL) == MLG_JWT_OK
+                  && verify(ks, tx, NOW, NULL) == MLG_JWT_INVALID
+                  && verify(ks, tb, NOW, NULL) == MLG_JWT_OK
+                  && verify(ks, tc, NOW, NULL) == MLG_JWT_INVALID
+                  && verify(ks, tc, NOW, NULL) == MLG_JWT_INVALID
+                  && verify(ks, tx, NOW, NULL) == MLG_JWT_INVALID
+                  && verify(ks, tb, NOW, NULL) == MLG_JWT_OK;
+        }
+        ok(all, "JWKS: kid a, kid b, kid b signed by a, crit in turn, three rounds");
+        free(a);
+        free(b);
+        free(ta);
+        free(tb);
+        free(tx);
+        free(tc);
+        mlg_jwt_keyset_free(ks);
+    }
+}
+
+
+/* ES* signatures are turned into DER by us: R and S with leading zero
+ * bytes (dropped) and with the top bit set (a 0x00 put in front), and for
+ * P-521 a sequence long enough for the long length form.  Fresh random
+ * signatures cover these cases; every one must verify. */
+static void
+test_ecdsa_der(EVP_PKEY *p256, EVP_PKEY *p521)
+{
+    mlg_jwt_keyset_t  *ks256, *ks521;
+    char              *pem, *tok;
+    int                i, ok256, ok521;
+
+    policy_reset();
+    pem = tk_pem(p256, 0);
+    ks256 = ks_text(pem, NULL);
+    free(pem);
+    pem = tk_pem(p521, 0);
+    ks521 = ks_text(pem, NULL);
+    free(pem);
+
+    ok256 = 0;
+    for (i = 0; i < 300; i++) {
+        tok = tk_sign("ES256", hdr("ES256", NULL), claims(NULL), p256, NULL, 0, 32);
+        ok256 += verify(ks256, tok, NOW, NULL) == MLG_JWT_OK;
+        free(tok);
+    }
+    is_int(ok256, 300, "300 fresh ES256 signatures all verify");
+
+    ok521 = 0;
+    for (i = 0; i < 40; i++) {
+        tok = tk_sign("ES512", hdr("ES512", NULL), claims(NULL), p521, NULL, 0, 66);
+        ok521 += verify(ks521, tok, NOW, NULL) == MLG_JWT_OK;
+        free(tok);
+    }
+    is_int(ok521, 40, "40 fresh ES512 signatures all verify");
+    mlg_jwt_keyset_free(ks256);
+    mlg_jwt_keyset_free(ks521);
+}
+
 int
 main(void)
 {
@@ -887,6 +1086,9 @@ main(void)
     test_jwks_selection(rsa, rsa2, p256);
     test_claims();
     test_roles();
+    test_libjwt_tokens();
+    test_context_reuse(rsa, rsa2, p256, p521);
+    test_ecdsa_der(p256, p521);
 
     EVP_PKEY_free(rsa);
     EVP_PKEY_free(rsa2);
